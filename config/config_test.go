@@ -1,0 +1,162 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/require"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "edgecam.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg := Default()
+	require.Empty(t, cfg.Validate())
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	l, err := Load(LoadOptions{Path: missing})
+	require.NoError(t, err, "an absent default file means defaults")
+	require.Empty(t, l.File)
+	require.Equal(t, Default(), l.Config)
+
+	_, err = Load(LoadOptions{Path: missing, Required: true})
+	require.ErrorContains(t, err, "does not exist")
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // expected "key: message" prefixes, sorted by key
+	}{
+		{
+			name: "three mistakes",
+			yaml: "log:\n  level: loud\nmedia:\n  encoder:\n    bitrate_kbps: 10\n  source:\n    kindd: test\n",
+			want: []string{
+				"log.level: \"loud\" is not allowed; use one of debug, info, warn, error",
+				"media.encoder.bitrate_kbps: 10 is out of range; use 50 to 50000",
+				"media.source.kindd: unknown key (did you mean media.source.kind?)",
+			},
+		},
+		{
+			name: "wrong types",
+			yaml: "media:\n  encoder:\n    gop: two seconds\n    bitrate_kbps: lots\n  hub:\n    pre_roll_max_bytes: 12 bananas\nrecording:\n  local:\n    enabled: maybe\n",
+			want: []string{
+				"media.encoder.bitrate_kbps: want a whole number",
+				"media.encoder.gop: want a duration such as 2s",
+				"media.hub.pre_roll_max_bytes: want a size such as 512MiB",
+				"recording.local.enabled: want true or false",
+			},
+		},
+		{
+			name: "file source without path",
+			yaml: "media:\n  source:\n    kind: file\n",
+			want: []string{"media.source.path: must be set when media.source.kind is file"},
+		},
+		{
+			name: "segment shorter than GOP",
+			yaml: "media:\n  encoder:\n    gop: 5s\nrecording:\n  local:\n    segment: 3s\n",
+			want: []string{"recording.local.segment: 3s is shorter than media.encoder.gop (5s)"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
+			var cerr *Error
+			require.ErrorAs(t, err, &cerr)
+			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
+			for i, w := range tt.want {
+				require.Contains(t, cerr.Problems[i].String(), w)
+			}
+			require.Contains(t, err.Error(), "problem")
+		})
+	}
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	path := writeFile(t, "log:\n  level: warn\n  format: json\nmedia:\n  hub:\n    pre_roll: 3s\n    pre_roll_max_bytes: 16MiB\n")
+	t.Setenv("EDGECAM_LOG_LEVEL", "error")
+	t.Setenv("EDGECAM_STATE_DIR", "/tmp/edgecam-state")
+	t.Setenv("EDGECAM_MEDIA_ENCODER_GOP", "1s")
+
+	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	flags.String("log-level", "info", "")
+	flags.String("state-dir", "", "")
+	require.NoError(t, flags.Parse([]string{"--log-level=debug"}))
+
+	l, err := Load(LoadOptions{Path: path, Flags: map[string]*pflag.Flag{
+		"log.level": flags.Lookup("log-level"),
+		"state_dir": flags.Lookup("state-dir"),
+	}})
+	require.NoError(t, err)
+	require.Equal(t, path, l.File)
+	require.Equal(t, "debug", l.Log.Level, "a set flag beats env and file")
+	require.Equal(t, "json", l.Log.Format, "file beats default")
+	require.Equal(t, "/tmp/edgecam-state", l.StateDir, "env beats default when the flag is unset")
+	require.Equal(t, time.Second, l.Media.Encoder.GOP)
+	require.Equal(t, 3*time.Second, l.Media.Hub.PreRoll)
+	require.Equal(t, 16*MiB, l.Media.Hub.PreRollMaxBytes)
+	require.Equal(t, filepath.Join("/tmp/edgecam-state", "recordings"), l.RecordingsDir())
+}
+
+func TestUnknownEnvironmentVariable(t *testing.T) {
+	t.Setenv("EDGECAM_LOG_LEVLE", "debug")
+	_, err := Load(LoadOptions{Path: filepath.Join(t.TempDir(), "none.yaml")})
+	require.ErrorContains(t, err, "$EDGECAM_LOG_LEVLE: environment variable sets no configuration key (did you mean EDGECAM_LOG_LEVEL?)")
+}
+
+func TestAdjustRunsBeforeValidation(t *testing.T) {
+	_, err := Load(LoadOptions{Path: filepath.Join(t.TempDir(), "none.yaml"), Adjust: func(c *Config) {
+		c.Media.Source.Framerate = 0
+	}})
+	require.ErrorContains(t, err, "media.source.framerate: 0 is out of range")
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		err  bool
+	}{
+		{"512", 512, false},
+		{"64KiB", 64 * KiB, false},
+		{"32 MiB", 32 * MiB, false},
+		{"2GB", 2_000_000_000, false},
+		{"1.5GiB", 3 * GiB / 2, false},
+		{"10m", 10 * MiB, false},
+		{"-1", 0, true},
+		{"twelve", 0, true},
+		{"", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseByteSize(tt.in)
+			if tt.err {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got)
+		})
+	}
+	require.Equal(t, "64MiB", (64 * MiB).String())
+	require.Equal(t, "1000", ByteSize(1000).String())
+}
+
+func TestKeysAndEnvNames(t *testing.T) {
+	keys := Keys()
+	require.Contains(t, keys, "media.source.kind")
+	require.Contains(t, keys, "state_dir")
+	require.Equal(t, "EDGECAM_MEDIA_HUB_PRE_ROLL", EnvName("media.hub.pre_roll"))
+	require.Equal(t, "EDGECAM_STATE_DIR", EnvName("state_dir"))
+}
