@@ -219,3 +219,21 @@ func TestAppSinkAndAppSrcNameChecks(t *testing.T) {
 	require.True(t, p.HasElementNamed("v"))
 	require.False(t, errors.Is(err, ErrEOS))
 }
+
+func TestNameSegments(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Parse("videotestsrc num-buffers=90 pattern=ball ! video/x-raw,width=160,height=90,framerate=30/1 ! "+
+		"x264enc key-int-max=15 ! h264parse ! splitmuxsink name=mux max-size-time=1000000000 muxer-factory=matroskamux location="+dir+"/x%d.mkv",
+		Options{Name: "split"})
+	require.NoError(t, err)
+	var asked []uint
+	require.NoError(t, p.NameSegments("mux", func(i uint) string {
+		asked = append(asked, i)
+		return sprintf("%s/custom-%02d.mkv", dir, i)
+	}))
+	require.ErrorIs(t, p.Run(ctxT(t, 20*time.Second)), ErrEOS)
+	require.Equal(t, []uint{0, 1, 2}, asked)
+	for _, i := range asked {
+		require.FileExists(t, sprintf("%s/custom-%02d.mkv", dir, i))
+	}
+}
