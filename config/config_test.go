@@ -160,3 +160,18 @@ func TestKeysAndEnvNames(t *testing.T) {
 	require.Equal(t, "EDGECAM_MEDIA_HUB_PRE_ROLL", EnvName("media.hub.pre_roll"))
 	require.Equal(t, "EDGECAM_STATE_DIR", EnvName("state_dir"))
 }
+
+func TestYAMLRoundTrips(t *testing.T) {
+	cfg := Default()
+	cfg.Media.Hub.PreRollMaxBytes = 48 * MiB
+	cfg.Media.Encoder.GOP = 1500 * time.Millisecond
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "pre_roll_max_bytes: 48MiB")
+	require.Contains(t, string(out), "gop: 1.5s")
+
+	// What config print shows is a valid config file that loads to the same configuration.
+	l, err := Load(LoadOptions{Path: writeFile(t, string(out)), Required: true})
+	require.NoError(t, err)
+	require.Equal(t, cfg, l.Config)
+}

@@ -19,7 +19,7 @@ const envPrefix = "EDGECAM"
 // LoadOptions say where configuration comes from. Later sources win: defaults, the file,
 // environment variables, then flags that were set on the command line.
 type LoadOptions struct {
-	// Path is the YAML file; empty means DefaultPath.
+	// Path is the YAML file; empty means no file (defaults, environment and flags only).
 	Path string
 	// Required makes a missing file an error (the user named it with --config).
 	Required bool
@@ -40,9 +40,6 @@ type Loaded struct {
 // values of the wrong type, values out of range) is returned at once as an *Error.
 func Load(opts LoadOptions) (*Loaded, error) {
 	path := opts.Path
-	if path == "" {
-		path = DefaultPath
-	}
 	v := viper.New()
 	v.SetEnvPrefix(envPrefix)
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
@@ -56,17 +53,19 @@ func Load(opts LoadOptions) (*Loaded, error) {
 	}
 
 	loaded := &Loaded{}
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	switch err := v.ReadInConfig(); {
-	case err == nil:
-		loaded.File = path
-	case errors.Is(err, os.ErrNotExist) && !opts.Required:
-		// No file: defaults, environment and flags only.
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("config file %s does not exist: create it (see configs/edgecam.yaml) or drop --config", path)
-	default:
-		return nil, fmt.Errorf("config file %s: %w", path, err)
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		switch err := v.ReadInConfig(); {
+		case err == nil:
+			loaded.File = path
+		case errors.Is(err, os.ErrNotExist) && !opts.Required:
+			// No file: defaults, environment and flags only.
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("config file %s does not exist: create it (see configs/edgecam.yaml) or name another with --config", path)
+		default:
+			return nil, fmt.Errorf("config file %s: %w", path, err)
+		}
 	}
 
 	for key, f := range opts.Flags {

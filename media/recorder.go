@@ -30,10 +30,19 @@ type SegmentRecorder struct {
 	log  *zap.Logger
 	desc string
 
-	mu      sync.Mutex
-	files   []string
-	keyWall time.Time // wall time of the newest keyframe pushed: names the next file
+	mu    sync.Mutex
+	files []string
+	keys  []pushedKey // recent keyframes pushed, to name files after their first keyframe
 }
+
+// pushedKey maps a keyframe's pipeline timestamp back to its wall time.
+type pushedKey struct {
+	pts  time.Duration
+	wall time.Time
+}
+
+// maxPushedKeys bounds the keyframe memory; splitmuxsink opens a file about one GOP late.
+const maxPushedKeys = 16
 
 // NewSegmentRecorder checks the options and creates the directory.
 func NewSegmentRecorder(opts SegmentOptions) (*SegmentRecorder, error) {
@@ -107,7 +116,10 @@ func (r *SegmentRecorder) feed(ctx context.Context, sub *Subscription, src *gst.
 		}
 		if au.Keyframe {
 			r.mu.Lock()
-			r.keyWall = au.Wall
+			if len(r.keys) == maxPushedKeys {
+				r.keys = append(r.keys[:0], r.keys[1:]...)
+			}
+			r.keys = append(r.keys, pushedKey{pts: au.PTS - base, wall: au.Wall})
 			r.mu.Unlock()
 		}
 		buf := gst.Buffer{Data: au.Data, PTS: au.PTS - base, DTS: au.DTS - base, Duration: au.Duration, Delta: !au.Keyframe}
@@ -119,12 +131,14 @@ func (r *SegmentRecorder) feed(ctx context.Context, sub *Subscription, src *gst.
 }
 
 // nextFile names a new segment after the wall time of its first keyframe, in UTC.
-func (r *SegmentRecorder) nextFile(uint) string {
+func (r *SegmentRecorder) nextFile(_ uint, firstPTS time.Duration) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := r.keyWall
-	if t.IsZero() {
-		t = time.Now()
+	t := time.Now()
+	for _, k := range r.keys {
+		if k.pts <= firstPTS {
+			t = k.wall
+		}
 	}
 	stem := filepath.Join(r.opts.Dir, t.UTC().Format("20060102T150405.000Z"))
 	name := stem + "." + r.opts.Format

@@ -227,12 +227,18 @@ func TestNameSegments(t *testing.T) {
 		Options{Name: "split"})
 	require.NoError(t, err)
 	var asked []uint
-	require.NoError(t, p.NameSegments("mux", func(i uint) string {
+	var firsts []time.Duration
+	require.NoError(t, p.NameSegments("mux", func(i uint, first time.Duration) string {
 		asked = append(asked, i)
+		firsts = append(firsts, first)
 		return sprintf("%s/custom-%02d.mkv", dir, i)
 	}))
 	require.ErrorIs(t, p.Run(ctxT(t, 20*time.Second)), ErrEOS)
 	require.Equal(t, []uint{0, 1, 2}, asked)
+	// Each file starts on a keyframe at whole seconds (key-int-max=15 at 30 fps, 1 s files).
+	for i, first := range firsts {
+		require.Equal(t, time.Duration(i)*time.Second, first-firsts[0], "first PTS of file %d", i)
+	}
 	for _, i := range asked {
 		require.FileExists(t, sprintf("%s/custom-%02d.mkv", dir, i))
 	}

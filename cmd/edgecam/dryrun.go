@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edgecam/edgecam/agent"
+	"github.com/edgecam/edgecam/config"
+	"github.com/spf13/cobra"
+)
+
+// defaultClip is what dry-run plays when --video is not given (made by make testdata).
+const defaultClip = "testdata/clips/ball-640x360-15fps-30s.mp4"
+
+type dryRunFlags struct {
+	video    string
+	duration time.Duration
+	out      string
+}
+
+func newDryRunCmd(g *globals) *cobra.Command {
+	f := &dryRunFlags{}
+	cmd := &cobra.Command{
+		Use:   "dry-run",
+		Short: "Run the whole agent locally on a test video, with no camera and no AWS account",
+		Long: "dry-run plays a video file (--video, else the clip from make testdata, else a synthetic\n" +
+			"test pattern) through the real pipeline and records it under --out. It reads a\n" +
+			"configuration file only when --config is given. It runs for --duration, or until Ctrl-C.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return f.run(cmd, g) },
+	}
+	cmd.Flags().StringVar(&f.video, "video", "", "H.264 video file to play (MP4, Matroska or MPEG-TS); loops")
+	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	cmd.Flags().StringVar(&f.out, "out", "out/dry-run", "directory for recordings and state")
+	return cmd
+}
+
+func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
+	out, err := filepath.Abs(f.out)
+	if err != nil {
+		return configError(fmt.Errorf("--out %s: %w", f.out, err))
+	}
+	video, err := f.pickVideo()
+	if err != nil {
+		return err
+	}
+	path := ""
+	if cmd.Flags().Changed("config") {
+		path = g.configPath
+	}
+	l, err := g.loadFrom(cmd, path, func(c *config.Config) {
+		c.StateDir = filepath.Join(out, "state")
+		c.Recording.Mode = config.RecordContinuous
+		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
+		if video != "" {
+			c.Media.Source = config.Source{Kind: config.SourceFile, Path: video, Loop: true, Width: c.Media.Source.Width, Height: c.Media.Source.Height, Framerate: c.Media.Source.Framerate}
+		} else {
+			c.Media.Source = config.Source{Kind: config.SourceTest, Width: 640, Height: 360, Framerate: 15}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	cfg := l.Config
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+
+	w := cmd.OutOrStdout()
+	fmt.Fprintln(w, "edgecam dry-run")
+	if video != "" {
+		fmt.Fprintf(w, "  video:       %s (file, looping)\n", video)
+	} else {
+		fmt.Fprintf(w, "  video:       synthetic test pattern %dx%d at %d fps (x264); run make testdata for the test clip\n",
+			cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate)
+	}
+	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment)
+	fmt.Fprintf(w, "  state:       %s\n", cfg.StateDir)
+	if f.duration > 0 {
+		fmt.Fprintf(w, "  duration:    %s (Ctrl-C stops earlier)\n", f.duration)
+	} else {
+		fmt.Fprintln(w, "  duration:    until Ctrl-C")
+	}
+
+	log, err := newLogger(cfg, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush
+	a, err := agent.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(cmd.Context())
+	defer stop()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	runErr := a.Run(ctx)
+
+	files := a.Recordings()
+	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())
+	for _, file := range files {
+		fmt.Fprintf(w, "  %s\n", file)
+	}
+	return runErr
+}
+
+// pickVideo returns the file to play: --video, else the generated clip, else "" (test pattern).
+func (f *dryRunFlags) pickVideo() (string, error) {
+	if f.video != "" {
+		p, err := filepath.Abs(f.video)
+		if err != nil {
+			return "", configError(fmt.Errorf("--video %s: %w", f.video, err))
+		}
+		if _, err := os.Stat(p); err != nil {
+			return "", configError(fmt.Errorf("--video: %w", err))
+		}
+		return p, nil
+	}
+	if p, err := filepath.Abs(defaultClip); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", nil
+}

@@ -1,0 +1,125 @@
+// Command edgecam is the edge camera agent: it provisions the device, captures H.264,
+// records it and serves live viewers. Run "edgecam --help" for its commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/logging"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+)
+
+// Exit codes: systemd's unit does not restart on exitConfig, which needs a human.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitConfig  = 2
+)
+
+func main() {
+	os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitError carries an exit code with an error already worth showing to the user.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func configError(err error) error { return &exitError{code: exitConfig, err: err} }
+
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "edgecam:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return exitFailure
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	configPath string
+	flags      *pflag.FlagSet
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "edgecam",
+		Short:         "Edge camera agent: provisioning, H.264 capture, recording, live view, motion",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configPath, "config", "c", config.DefaultPath, "configuration file (YAML)")
+	pf.String("state-dir", "", "state directory (state_dir)")
+	pf.String("log-level", "", "log level: debug, info, warn, error (log.level)")
+	pf.String("log-format", "", "log format: auto, console, json (log.format)")
+	g.flags = pf
+
+	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newConfigCmd(g), newVersionCmd())
+	return root
+}
+
+// load reads the configuration the way every command does: file, environment, flags.
+func (g *globals) load(cmd *cobra.Command, adjust func(*config.Config)) (*config.Loaded, error) {
+	return g.loadFrom(cmd, g.configPath, adjust)
+}
+
+func (g *globals) loadFrom(cmd *cobra.Command, path string, adjust func(*config.Config)) (*config.Loaded, error) {
+	l, err := config.Load(config.LoadOptions{
+		Path:     path,
+		Required: cmd.Flags().Changed("config"),
+		Flags: map[string]*pflag.Flag{
+			"state_dir":  g.flags.Lookup("state-dir"),
+			"log.level":  g.flags.Lookup("log-level"),
+			"log.format": g.flags.Lookup("log-format"),
+		},
+		Adjust: adjust,
+	})
+	if err != nil {
+		return nil, configError(err)
+	}
+	return l, nil
+}
+
+func newLogger(cfg config.Config, stderr io.Writer) (*zap.Logger, error) {
+	out, _ := stderr.(*os.File)
+	log, err := logging.New(logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format, Output: out})
+	if err != nil {
+		return nil, configError(err)
+	}
+	return log, nil
+}
+
+// signalContext ends on SIGINT or SIGTERM. After the first signal, a second one kills the
+// process at once, in case a clean stop hangs.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/stretchr/testify/require"
+)
+
+// binary is the edgecam command built once for the tests that need a real process.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "edgecam-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "edgecam")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = execute(context.Background(), args, &o, &e)
+	return o.String(), e.String(), code
+}
+
+func TestVersionPrintsGStreamer(t *testing.T) {
+	out, _, code := run(t, "version")
+	require.Equal(t, exitOK, code)
+	require.Regexp(t, `(?m)^gstreamer: GStreamer 1\.\d+\.\d+$`, out)
+	require.Regexp(t, `(?m)^go: +go1\.`, out)
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("log:\n  level: loud\nmedia:\n  encoder:\n    bitrate_kbps: 10\n  source:\n    kindd: test\n"), 0o600))
+	good := filepath.Join(dir, "good.yaml")
+	require.NoError(t, os.WriteFile(good, []byte("log:\n  level: debug\n"), 0o600))
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+		wantErr  []string
+	}{
+		{"three mistakes", []string{"config", "validate", "--config", bad}, exitConfig, nil,
+			[]string{"has 3 problems", "log.level:", "media.encoder.bitrate_kbps:", "media.source.kindd: unknown key (did you mean media.source.kind?)"}},
+		{"valid file", []string{"config", "validate", "--config", good}, exitOK, []string{"configuration OK: " + good}, nil},
+		{"missing named file", []string{"config", "validate", "--config", filepath.Join(dir, "none.yaml")}, exitConfig, nil, []string{"does not exist"}},
+		{"bad flag value", []string{"config", "validate", "--config", good, "--log-level", "chatty"}, exitConfig, nil, []string{`log.level: "chatty" is not allowed`}},
+		{"print shows file values", []string{"config", "print", "--config", good}, exitOK, []string{"# from " + good, "level: debug", "gop: 2s"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := run(t, tt.args...)
+			require.Equal(t, tt.wantCode, code, "stdout: %s\nstderr: %s", out, errOut)
+			for _, w := range tt.wantOut {
+				require.Contains(t, out, w)
+			}
+			for _, w := range tt.wantErr {
+				require.Contains(t, errOut, w)
+			}
+		})
+	}
+}
+
+func TestDryRunRejectsMissingVideo(t *testing.T) {
+	_, errOut, code := run(t, "dry-run", "--video", "/nonexistent.mp4", "--out", t.TempDir())
+	require.Equal(t, exitConfig, code)
+	require.Contains(t, errOut, "/nonexistent.mp4")
+}
+
+// ffprobeFrames decodes a file with ffprobe and returns its frame count; any decoding
+// complaint fails the test.
+func ffprobeFrames(t *testing.T, file string) int {
+	t.Helper()
+	cmd := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", file)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "ffprobe %s (install it with scripts/install-deps.sh): %s", file, stderr.String())
+	require.Empty(t, stderr.String(), "ffprobe complained about %s", file)
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	require.NoError(t, err, "ffprobe output %q", out)
+	return n
+}
+
+var capturedRE = regexp.MustCompile(`dry-run: (\d+) frames captured, (\d+) segments`)
+
+// checkRecordings decodes every segment and compares the total with what was captured.
+func checkRecordings(t *testing.T, stdout, dir string) (captured, recorded int) {
+	t.Helper()
+	m := capturedRE.FindStringSubmatch(stdout)
+	require.NotNil(t, m, "summary line missing from:\n%s", stdout)
+	captured, _ = strconv.Atoi(m[1])
+	files, err := filepath.Glob(filepath.Join(dir, "recordings", "*.mkv"))
+	require.NoError(t, err)
+	require.Equal(t, m[2], strconv.Itoa(len(files)))
+	for _, f := range files {
+		recorded += ffprobeFrames(t, f)
+	}
+	return captured, recorded
+}
+
+func TestDryRunRecordsWhatWasPlayed(t *testing.T) {
+	clip, side := testclip.Path(t, testclip.Ball)
+	out := t.TempDir()
+	cmd := exec.Command(binary, "dry-run", "--video", clip, "--duration", "25s", "--out", out)
+	stdout, err := cmd.Output()
+	require.NoError(t, err, "dry-run failed:\n%s", stdout)
+	require.Contains(t, string(stdout), "recordings:  "+filepath.Join(out, "recordings"))
+
+	captured, recorded := checkRecordings(t, string(stdout), out)
+	gop := int(side.GOPSeconds) * side.FPS
+	require.InDelta(t, 25*side.FPS, recorded, float64(gop), "25 s at %d fps, ±1 GOP", side.FPS)
+	require.Equal(t, captured, recorded, "every captured frame is in a segment")
+}
+
+func TestDryRunSIGTERMLeavesPlayableSegments(t *testing.T) {
+	clip, _ := testclip.Path(t, testclip.Ball)
+	out := t.TempDir()
+	cmd := exec.Command(binary, "dry-run", "--video", clip, "--out", out)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	require.NoError(t, cmd.Start())
+	time.Sleep(13 * time.Second) // mid-way through the second segment
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "exit after SIGTERM:\n%s", stdout.String())
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("dry-run did not stop within 30 s of SIGTERM")
+	}
+	captured, recorded := checkRecordings(t, stdout.String(), out)
+	require.Equal(t, captured, recorded)
+	require.Greater(t, recorded, 150, "the second segment holds frames too")
+}
