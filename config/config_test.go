@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,3 +176,37 @@ func TestYAMLRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, cfg, l.Config)
 }
+
+// TestExampleConfigDocumentsEveryKey keeps configs/edgecam.yaml true: it loads without
+// problems, holds every key with its default value, and comments each one.
+func TestExampleConfigDocumentsEveryKey(t *testing.T) {
+	path := filepath.Join("..", "configs", "edgecam.yaml")
+	l, err := Load(LoadOptions{Path: path, Required: true})
+	require.NoError(t, err)
+	require.Equal(t, Default(), l.Config, "the example shows the defaults")
+
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.Split(string(data), "\n")
+	for _, key := range Keys() {
+		parts := strings.Split(key, ".")
+		leafName := parts[len(parts)-1]
+		found := false
+		for i, line := range lines {
+			if strings.HasPrefix(strings.TrimSpace(line), leafName+":") {
+				found = true
+				// A comment may cover a group of keys written together (width, height, ...).
+				j := i - 1
+				for j > 0 && strings.Contains(lines[j], ":") && !strings.HasPrefix(strings.TrimSpace(lines[j]), "#") &&
+					indent(lines[j]) == indent(line) {
+					j--
+				}
+				require.True(t, j >= 0 && strings.HasPrefix(strings.TrimSpace(lines[j]), "#"),
+					"%s has no comment above it in %s", key, path)
+			}
+		}
+		require.True(t, found, "%s is not in %s", key, path)
+	}
+}
+
+func indent(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/stretchr/testify/require"
+)
+
+func testConfig(t *testing.T) config.Config {
+	cfg := config.Default()
+	cfg.StateDir = t.TempDir()
+	cfg.Media.Source = config.Source{Kind: config.SourceTest, Width: 320, Height: 180, Framerate: 30}
+	cfg.Media.Encoder.GOP = time.Second
+	cfg.Recording.Local.Segment = 2 * time.Second
+	return cfg
+}
+
+func TestAgentRecordsTestSourceUntilCancelled(t *testing.T) {
+	cfg := testConfig(t)
+	a, err := New(cfg, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	require.NoError(t, a.Run(ctx))
+	require.InDelta(t, 105, a.Frames(), 30, "3.5 s at 30 fps")
+	files := a.Recordings()
+	require.Len(t, files, 2)
+	for _, f := range files {
+		require.Equal(t, filepath.Join(cfg.StateDir, "recordings"), filepath.Dir(f))
+		require.FileExists(t, f)
+	}
+}
+
+func TestAgentStopsWhenFileEnds(t *testing.T) {
+	clip, side := testclip.Path(t, testclip.Ball)
+	cfg := testConfig(t)
+	cfg.Media.Source = config.Source{Kind: config.SourceFile, Path: clip, Loop: false, Width: 640, Height: 360, Framerate: 15}
+	cfg.Recording.Mode = config.RecordOff
+	a, err := New(cfg, nil)
+	require.NoError(t, err)
+	if testing.Short() {
+		t.Skip("plays a 30 s clip in real time")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, a.Run(ctx), "a non-looping file that ends is a clean stop")
+	require.EqualValues(t, side.Frames, a.Frames())
+	require.Empty(t, a.Recordings())
+}
+
+func TestNewRejectsUnsupportedSource(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Media.Source.Kind = "webcam"
+	_, err := New(cfg, nil)
+	require.ErrorContains(t, err, `media.source.kind "webcam"`)
+}
