@@ -15,10 +15,68 @@ const DefaultPath = "/etc/edgecam/edgecam.yaml"
 // structs are sections. Every key is documented in configs/edgecam.yaml.
 type Config struct {
 	// StateDir holds the device identity and other state that must survive reboots.
-	StateDir  string    `yaml:"state_dir"`
-	Log       Log       `yaml:"log"`
-	Media     Media     `yaml:"media"`
-	Recording Recording `yaml:"recording"`
+	StateDir     string       `yaml:"state_dir"`
+	Log          Log          `yaml:"log"`
+	AWS          AWS          `yaml:"aws"`
+	Device       Device       `yaml:"device"`
+	IoT          IoT          `yaml:"iot"`
+	Provisioning Provisioning `yaml:"provisioning"`
+	Credentials  Credentials  `yaml:"credentials"`
+	Telemetry    Telemetry    `yaml:"telemetry"`
+	Media        Media        `yaml:"media"`
+	Recording    Recording    `yaml:"recording"`
+}
+
+// AWS holds account-wide settings.
+type AWS struct {
+	Region string `yaml:"region"`
+}
+
+// Device describes this device.
+type Device struct {
+	// Serial overrides the detected serial number (sent as SerialNumber when provisioning).
+	Serial string `yaml:"serial"`
+}
+
+// IoT configures the MQTT connection to AWS IoT Core. An empty endpoint runs the agent
+// without the cloud: no provisioning, telemetry or credentials.
+type IoT struct {
+	Endpoint  string        `yaml:"endpoint"`
+	CACert    string        `yaml:"ca_cert"`
+	KeepAlive time.Duration `yaml:"keep_alive"`
+}
+
+// Provisioning methods.
+const (
+	MethodCSR  = "csr"
+	MethodKeys = "keys"
+)
+
+// Provisioning configures fleet provisioning by claim.
+type Provisioning struct {
+	Enabled    bool              `yaml:"enabled"`
+	ClaimCert  string            `yaml:"claim_cert"`
+	ClaimKey   string            `yaml:"claim_key"`
+	Template   string            `yaml:"template"`
+	Method     string            `yaml:"method"`
+	KeyType    string            `yaml:"key_type"`
+	Parameters map[string]string `yaml:"parameters"`
+	Timeout    time.Duration     `yaml:"timeout"`
+	Attempts   int               `yaml:"attempts"`
+}
+
+// Credentials configures the AWS IoT credentials provider.
+type Credentials struct {
+	Endpoint      string        `yaml:"endpoint"`
+	RoleAlias     string        `yaml:"role_alias"`
+	RefreshBefore time.Duration `yaml:"refresh_before"`
+	KVSSinkFile   string        `yaml:"kvssink_file"`
+}
+
+// Telemetry configures status messages over MQTT.
+type Telemetry struct {
+	Enabled  bool          `yaml:"enabled"`
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Log configures logging.
@@ -105,6 +163,21 @@ func Default() Config {
 	return Config{
 		StateDir: "/var/lib/edgecam",
 		Log:      Log{Level: "info", Format: "auto"},
+		AWS:      AWS{Region: "us-east-1"},
+		IoT:      IoT{KeepAlive: time.Minute},
+		Provisioning: Provisioning{
+			Enabled:    true,
+			ClaimCert:  "/etc/edgecam/claim.pem",
+			ClaimKey:   "/etc/edgecam/claim.key",
+			Template:   "edgecam-fleet",
+			Method:     MethodCSR,
+			KeyType:    "ecdsa-p256",
+			Parameters: map[string]string{},
+			Timeout:    30 * time.Second,
+			Attempts:   5,
+		},
+		Credentials: Credentials{RoleAlias: "edgecam-kvs", RefreshBefore: 5 * time.Minute},
+		Telemetry:   Telemetry{Enabled: true, Interval: time.Minute},
 		Media: Media{
 			Source:  Source{Kind: SourceTest, Loop: true, Width: 1280, Height: 720, Framerate: 30},
 			Encoder: Encoder{Kind: EncoderAuto, BitrateKbps: 2000, GOP: 2 * time.Second},
@@ -115,6 +188,14 @@ func Default() Config {
 			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV},
 		},
 	}
+}
+
+// KVSSinkCredentialFile is where the kvssink credential file goes.
+func (c *Config) KVSSinkCredentialFile() string {
+	if c.Credentials.KVSSinkFile != "" {
+		return c.Credentials.KVSSinkFile
+	}
+	return filepath.Join(c.StateDir, "kvssink-credentials")
 }
 
 // RecordingsDir is where local segments go.

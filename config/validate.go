@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -15,6 +18,8 @@ var (
 	SourceKinds    = []string{SourceFile, SourceTest}
 	EncoderKinds   = []string{EncoderAuto, EncoderX264}
 	RecordModes    = []string{RecordContinuous, RecordOff}
+	Methods        = []string{MethodCSR, MethodKeys}
+	KeyTypes       = []string{"ecdsa-p256", "rsa-2048"}
 	SegmentFormats = []string{FormatMKV, FormatMP4}
 )
 
@@ -51,6 +56,8 @@ func (cfg *Config) Validate() Problems {
 	}
 	c.oneOf("log.level", cfg.Log.Level, LogLevels)
 	c.oneOf("log.format", cfg.Log.Format, LogFormats)
+
+	cfg.validateCloud(&c)
 
 	src := cfg.Media.Source
 	c.oneOf("media.source.kind", src.Kind, SourceKinds)
@@ -92,4 +99,95 @@ func (cfg *Config) Validate() Problems {
 		c.add("recording.local.segment", "%s is shorter than media.encoder.gop (%s); segments split at keyframes", rec.Local.Segment, enc.GOP)
 	}
 	return c.ps
+}
+
+var (
+	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
+	serialRE   = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
+	templateRE = regexp.MustCompile(`^[0-9A-Za-z_-]{1,36}$`)
+	aliasRE    = regexp.MustCompile(`^[\w=,@-]{1,128}$`)
+)
+
+// validateCloud checks the AWS, IoT, provisioning, credentials and telemetry keys.
+func (cfg *Config) validateCloud(c *checker) {
+	if !regionRE.MatchString(cfg.AWS.Region) {
+		c.add("aws.region", "%q is not an AWS region name such as us-east-1 or eu-west-2", cfg.AWS.Region)
+	}
+	if s := cfg.Device.Serial; s != "" && !serialRE.MatchString(s) {
+		c.add("device.serial", "%q: use 1 to 128 of letters, digits, ':', '_' and '-' (it becomes the thing name)", s)
+	}
+	iot := cfg.IoT
+	if iot.Endpoint != "" {
+		if err := checkEndpoint(iot.Endpoint); err != nil {
+			c.add("iot.endpoint", "%v", err)
+		}
+	}
+	c.durRange("iot.keep_alive", iot.KeepAlive, 30*time.Second, 1200*time.Second)
+	if iot.CACert != "" {
+		c.fileExists("iot.ca_cert", iot.CACert)
+	}
+
+	p := cfg.Provisioning
+	c.oneOf("provisioning.method", p.Method, Methods)
+	c.oneOf("provisioning.key_type", p.KeyType, KeyTypes)
+	if p.Enabled && iot.Endpoint != "" {
+		// The claim files themselves are checked when provisioning runs: a factory may
+		// remove them once the device has its own identity.
+		if p.ClaimCert == "" {
+			c.add("provisioning.claim_cert", "must be set to provision the device")
+		}
+		if p.ClaimKey == "" {
+			c.add("provisioning.claim_key", "must be set to provision the device")
+		}
+	}
+	if !templateRE.MatchString(p.Template) {
+		c.add("provisioning.template", "%q: use 1 to 36 of letters, digits, '_' and '-'", p.Template)
+	}
+	for k := range p.Parameters {
+		if k == "SerialNumber" {
+			c.add("provisioning.parameters", "SerialNumber is sent by edgecam itself; set device.serial to override it")
+		}
+	}
+	c.durRange("provisioning.timeout", p.Timeout, time.Second, 10*time.Minute)
+	c.intRange("provisioning.attempts", p.Attempts, 1, 100)
+
+	cr := cfg.Credentials
+	if cr.Endpoint != "" {
+		if err := checkEndpoint(cr.Endpoint); err != nil {
+			c.add("credentials.endpoint", "%v", err)
+		}
+		if iot.Endpoint == "" {
+			c.add("credentials.endpoint", "needs iot.endpoint: credentials are requested with the device certificate")
+		}
+	}
+	if !aliasRE.MatchString(cr.RoleAlias) {
+		c.add("credentials.role_alias", "%q is not a role alias name", cr.RoleAlias)
+	}
+	// AWS credentials live 900 s at least; refreshing later than that would let them lapse.
+	c.durRange("credentials.refresh_before", cr.RefreshBefore, 10*time.Second, 10*time.Minute)
+	c.durRange("telemetry.interval", cfg.Telemetry.Interval, time.Second, 24*time.Hour)
+}
+
+// checkEndpoint accepts host or host:port, without a scheme.
+func checkEndpoint(ep string) error {
+	if strings.Contains(ep, "://") {
+		return fmt.Errorf("%q: write host[:port] without a scheme, e.g. abc123-ats.iot.us-east-1.amazonaws.com", ep)
+	}
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		host, port = ep, "443"
+	}
+	if host == "" || strings.ContainsAny(host, " /") {
+		return fmt.Errorf("%q has no valid host", ep)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be 1 to 65535", ep)
+	}
+	return nil
+}
+
+func (c *checker) fileExists(key, path string) {
+	if _, err := os.Stat(path); err != nil {
+		c.add(key, "%v", err)
+	}
 }

@@ -1,0 +1,145 @@
+package localcloud
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/edgecam/edgecam/internal/atomicfile"
+)
+
+// Certificate statuses, as AWS IoT names them.
+const (
+	StatusPendingActivation = "PENDING_ACTIVATION"
+	StatusActive            = "ACTIVE"
+	StatusInactive          = "INACTIVE"
+)
+
+// CertRecord is a registered certificate.
+type CertRecord struct {
+	ID      string    `json:"certificateId"`
+	PEM     string    `json:"certificatePem"`
+	Status  string    `json:"status"`
+	Claim   bool      `json:"claim,omitempty"`
+	Things  []string  `json:"things,omitempty"`
+	Created time.Time `json:"created"`
+}
+
+// Thing is a registered thing.
+type Thing struct {
+	Name         string            `json:"thingName"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	Certificates []string          `json:"certificates"`
+	Created      time.Time         `json:"created"`
+}
+
+// registry is localcloud's device registry, persisted as JSON so that provisioned devices
+// keep working across restarts.
+type registry struct {
+	path string
+
+	mu     sync.Mutex
+	Certs  map[string]*CertRecord `json:"certificates"`
+	Things map[string]*Thing      `json:"things"`
+}
+
+func openRegistry(path string) (*registry, error) {
+	r := &registry{path: path, Certs: map[string]*CertRecord{}, Things: map[string]*Thing{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, r); err != nil {
+		return nil, fmt.Errorf("registry %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// saveLocked writes the registry; the caller holds mu.
+func (r *registry) saveLocked() error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(r.path, data, 0o600)
+}
+
+func (r *registry) addCert(c CertRecord) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.Created = time.Now().UTC()
+	r.Certs[c.ID] = &c
+	return r.saveLocked()
+}
+
+func (r *registry) cert(id string) (CertRecord, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.Certs[id]
+	if !ok {
+		return CertRecord{}, false
+	}
+	return *c, true
+}
+
+// registerThing creates or updates the thing, activates the certificate and attaches it.
+func (r *registry) registerThing(name, certID string, attrs map[string]string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.Certs[certID]
+	if !ok {
+		return fmt.Errorf("certificate %s not found", certID)
+	}
+	t, ok := r.Things[name]
+	if !ok {
+		t = &Thing{Name: name, Created: time.Now().UTC()}
+		r.Things[name] = t
+	}
+	t.Attributes = attrs
+	if !contains(t.Certificates, certID) {
+		t.Certificates = append(t.Certificates, certID)
+	}
+	c.Status = StatusActive
+	if !contains(c.Things, name) {
+		c.Things = append(c.Things, name)
+	}
+	return r.saveLocked()
+}
+
+func (r *registry) thing(name string) (Thing, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.Things[name]
+	if !ok {
+		return Thing{}, false
+	}
+	return *t, true
+}
+
+// thingNames lists registered things, sorted.
+func (r *registry) thingNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, 0, len(r.Things))
+	for n := range r.Things {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,159 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// CredentialsOptions configure the AWS IoT credentials provider client.
+type CredentialsOptions struct {
+	// Endpoint is host[:port] (AWS: <prefix>.credentials.iot.<region>.amazonaws.com).
+	Endpoint    string
+	RoleAlias   string
+	ThingName   string
+	Certificate tls.Certificate
+	RootCAs     *x509.CertPool
+	Timeout     time.Duration
+}
+
+// IoTCredentials fetches temporary AWS credentials from the AWS IoT credentials provider
+// with the device certificate (mutual TLS). It implements aws.CredentialsProvider; wrap
+// it with NewCredentialsCache so that it is asked only near expiry.
+type IoTCredentials struct {
+	url    string
+	thing  string
+	client *http.Client
+}
+
+// NewIoTCredentials returns a credentials provider client.
+func NewIoTCredentials(opts CredentialsOptions) (*IoTCredentials, error) {
+	if opts.Endpoint == "" {
+		return nil, fmt.Errorf("no credentials endpoint: set credentials.endpoint")
+	}
+	if opts.RoleAlias == "" || opts.ThingName == "" {
+		return nil, fmt.Errorf("credentials provider needs a role alias and a thing name")
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 15 * time.Second
+	}
+	host := opts.Endpoint
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "443")
+	}
+	u := url.URL{Scheme: "https", Host: host, Path: "/role-aliases/" + url.PathEscape(opts.RoleAlias) + "/credentials"}
+	return &IoTCredentials{
+		url:   u.String(),
+		thing: opts.ThingName,
+		client: &http.Client{
+			Timeout: opts.Timeout,
+			Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{
+					Certificates: []tls.Certificate{opts.Certificate},
+					RootCAs:      opts.RootCAs,
+					MinVersion:   tls.VersionTLS12,
+				},
+				ForceAttemptHTTP2: true,
+			},
+		},
+	}, nil
+}
+
+// CredentialsError is a refusal from the credentials provider.
+type CredentialsError struct {
+	Status    int
+	ErrorType string // x-amzn-ErrorType
+	Message   string
+	Hint      string
+}
+
+func (e *CredentialsError) Error() string {
+	msg := fmt.Sprintf("IoT credentials provider answered %d", e.Status)
+	if e.ErrorType != "" {
+		msg += " " + e.ErrorType
+	}
+	if e.Message != "" {
+		msg += fmt.Sprintf(": %q", e.Message)
+	}
+	return msg + " — " + e.Hint
+}
+
+// Retrieve implements aws.CredentialsProvider.
+func (c *IoTCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	req.Header.Set("x-amzn-iot-thingname", c.thing)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return aws.Credentials{}, fmt.Errorf("IoT credentials provider %s: %w — check credentials.endpoint and the network", c.url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return aws.Credentials{}, fmt.Errorf("IoT credentials provider: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var msg struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(body, &msg)
+		e := &CredentialsError{Status: resp.StatusCode, ErrorType: resp.Header.Get("x-amzn-ErrorType"), Message: msg.Message}
+		switch {
+		case msg.Message == "Invalid thing name passed":
+			e.Hint = fmt.Sprintf("the certificate is not attached to thing %q", c.thing)
+		case resp.StatusCode == http.StatusNotFound:
+			e.Hint = "check credentials.role_alias: the role alias must exist in this account and region"
+		case resp.StatusCode == http.StatusForbidden:
+			e.Hint = "check that the certificate is ACTIVE and its policy allows iot:AssumeRoleWithCertificate on the role alias"
+		case resp.StatusCode == http.StatusBadRequest:
+			e.Hint = "check the role alias's IAM role and its trust policy (credentials.iot.amazonaws.com must be allowed to assume it)"
+		default:
+			e.Hint = "trying again later"
+		}
+		return aws.Credentials{}, e
+	}
+	var out struct {
+		Credentials struct {
+			AccessKeyID     string `json:"accessKeyId"`
+			SecretAccessKey string `json:"secretAccessKey"`
+			SessionToken    string `json:"sessionToken"`
+			Expiration      string `json:"expiration"`
+		} `json:"credentials"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return aws.Credentials{}, fmt.Errorf("IoT credentials provider: unreadable answer: %w", err)
+	}
+	cr := out.Credentials
+	exp, err := time.Parse(time.RFC3339, cr.Expiration)
+	if err != nil || cr.AccessKeyID == "" || cr.SecretAccessKey == "" {
+		return aws.Credentials{}, fmt.Errorf("IoT credentials provider: incomplete answer (expiration %q)", cr.Expiration)
+	}
+	return aws.Credentials{
+		AccessKeyID:     cr.AccessKeyID,
+		SecretAccessKey: cr.SecretAccessKey,
+		SessionToken:    cr.SessionToken,
+		Source:          "AWSIoTCredentialsProvider",
+		CanExpire:       true,
+		Expires:         exp,
+	}, nil
+}
+
+// NewCredentialsCache caches credentials and refreshes them refreshBefore their expiry
+// (with some jitter, so that a fleet does not refresh in step).
+func NewCredentialsCache(p aws.CredentialsProvider, refreshBefore time.Duration) *aws.CredentialsCache {
+	return aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
+		o.ExpiryWindow = refreshBefore
+		o.ExpiryWindowJitterFrac = 0.2
+	})
+}
