@@ -19,8 +19,10 @@ func KVSCredentialLine(c aws.Credentials) string {
 // KVSCredentialFile keeps kvssink's credential file fresh: it writes the current
 // credentials (atomically, 0600) and rewrites the file before each expiry.
 type KVSCredentialFile struct {
-	Path     string
-	Provider aws.CredentialsProvider // usually a credentials cache
+	Path string
+	// Provider should not be a cache: the file needs the credentials' true expiry (an
+	// aws.CredentialsCache reports its refresh time instead).
+	Provider aws.CredentialsProvider
 	// RefreshBefore is how long before expiry the file is rewritten.
 	RefreshBefore time.Duration
 	Log           *zap.Logger
@@ -57,9 +59,7 @@ func (k *KVSCredentialFile) Run(ctx context.Context) error {
 			wait, retry = retry, min(2*retry, time.Minute)
 		} else {
 			retry = time.Second
-			// The cache hands out new credentials once inside its expiry window; ask again
-			// just after the window opens.
-			wait = max(time.Until(c.Expires)-k.RefreshBefore+time.Second, time.Second)
+			wait = max(time.Until(c.Expires)-k.RefreshBefore, time.Second)
 			log.Debug("kvssink credentials written", zap.String("file", k.Path), zap.Time("expires", c.Expires), zap.Duration("next", wait))
 		}
 		select {
