@@ -52,10 +52,10 @@ func TestStoreRoundTripAndPermissions(t *testing.T) {
 	require.Equal(t, map[string]string{}, got.DeviceConfiguration)
 
 	for path, want := range map[string]os.FileMode{
-		dir:                                      0o700,
-		s.Dir():                                  0o700,
+		dir:                                     0o700,
+		s.Dir():                                 0o700,
 		filepath.Join(s.Dir(), "identity.json"): 0o600,
-		s.KeyPath(got):                           0o600,
+		s.KeyPath(got):                          0o600,
 	} {
 		st, err := os.Stat(path)
 		require.NoError(t, err)
