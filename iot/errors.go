@@ -58,6 +58,11 @@ func explain(endpoint, clientID string, timeout time.Duration, err error) error 
 		ce.Hint = "the endpoint's server certificate is for another name: check iot.endpoint"
 	case strings.Contains(err.Error(), "remote error: tls"):
 		ce.Hint = "the endpoint rejected the client certificate: check that it is registered and ACTIVE, and was issued by a CA the endpoint trusts"
+	case strings.Contains(err.Error(), "broken pipe"), strings.Contains(err.Error(), "connection reset"):
+		// With TLS 1.3 the server checks the client certificate after the client considers
+		// the handshake done, so a refused certificate shows up as a closed connection.
+		ce.Hint = "the endpoint closed the connection after TLS: check that the client certificate is registered and ACTIVE and issued by a CA the endpoint trusts, then iot.endpoint"
+		ce.Temporary = true
 	case errors.As(err, &opErr):
 		ce.Hint = "cannot reach the endpoint: check iot.endpoint, DNS and the firewall (port 8883, or 443 with ALPN)"
 		ce.Temporary = true

@@ -115,6 +115,8 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.stop = stop
+	// A refusal that retrying cannot fix ends the first dial at once.
+	fatal := make(chan error, 1)
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        tlsCfg,
@@ -142,6 +144,13 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 			c.lastErr = err
 			c.mu.Unlock()
 			c.log.Debug("MQTT connect attempt failed", zap.Error(err))
+			var ce *ConnectError
+			if errors.As(explain(u.Host, opts.ClientID, opts.ConnectTimeout, err), &ce) && !ce.Temporary {
+				select {
+				case fatal <- err:
+				default:
+				}
+			}
 		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: opts.ClientID,
@@ -160,6 +169,13 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 
 	waitCtx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-fatal:
+			cancel()
+		case <-waitCtx.Done():
+		}
+	}()
 	if err := cm.AwaitConnection(waitCtx); err != nil {
 		stop()
 		<-cm.Done()
