@@ -1,33 +1,59 @@
-// Package agent runs edgecam: it wires the capture pipeline, the Hub and the recorders,
-// supervises them, and stops them cleanly so that the last recording is finalised.
+// Package agent runs edgecam: it wires the capture pipeline, the Hub, the recorders and the
+// link to AWS IoT (identity, telemetry, credentials), supervises them, and stops them
+// cleanly so that the last recording is finalised.
 package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/iot"
 	"github.com/edgecam/edgecam/media"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
+// Options configure an Agent.
+type Options struct {
+	Config config.Config
+	Log    *zap.Logger
+	// Version is reported in telemetry.
+	Version string
+	// RequireCloud makes Run fail when the first provisioning or connection attempt fails,
+	// instead of recording locally while it keeps trying (dry-run and tests want to know).
+	RequireCloud bool
+}
+
 // Agent is one running edgecam.
 type Agent struct {
-	cfg config.Config
-	log *zap.Logger
-	hub *media.Hub
+	opts    Options
+	cfg     config.Config
+	log     *zap.Logger
+	hub     *media.Hub
+	started time.Time
 
 	source   *media.Source
 	recorder *media.SegmentRecorder
+
+	mu    sync.Mutex
+	thing string
+	conn  *iot.Conn
+	creds aws.CredentialsProvider
 }
 
 // New checks the configuration against what this machine can run and builds the agent.
-func New(cfg config.Config, log *zap.Logger) (*Agent, error) {
-	if log == nil {
-		log = zap.NewNop()
+func New(opts Options) (*Agent, error) {
+	cfg := opts.Config
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
 	}
+	log := opts.Log
 	desc, err := media.SourceDescription(cfg.Media.Source, cfg.Media.Encoder)
 	if err != nil {
 		return nil, err
@@ -37,7 +63,7 @@ func New(cfg config.Config, log *zap.Logger) (*Agent, error) {
 		MaxBytes:    int(cfg.Media.Hub.PreRollMaxBytes),
 		QueueFrames: cfg.Media.Hub.QueueFrames,
 	})
-	a := &Agent{cfg: cfg, log: log, hub: hub}
+	a := &Agent{opts: opts, cfg: cfg, log: log, hub: hub}
 	a.source = media.NewSource(media.SourceOptions{
 		Description: desc,
 		Loop:        cfg.Media.Source.Kind == config.SourceFile && cfg.Media.Source.Loop,
@@ -65,10 +91,41 @@ func (a *Agent) Hub() *media.Hub { return a.hub }
 // Run runs until ctx ends or the video source ends, then stops every part, finalising
 // recordings. It returns nil on a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now()
 	// Subscribe before the source starts, so that the recording begins with its first frame.
 	var recSub *media.Subscription
 	if a.recorder != nil {
 		recSub = a.hub.Subscribe(media.SubscribeOptions{Name: "recorder", QueueFrames: 4 * a.cfg.Media.Hub.QueueFrames})
+	}
+
+	// The cloud link runs beside the video, which never waits for it. It stops last, so
+	// that its final status message reports the finished recordings.
+	cloudCtx, stopCloud := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCloud()
+	var cloudDone chan struct{}
+	if a.cfg.IoT.Endpoint != "" {
+		link := &cloudLink{a: a, first: make(chan error, 1)}
+		cloudDone = make(chan struct{})
+		go func() {
+			defer close(cloudDone)
+			link.run(cloudCtx)
+		}()
+		if a.opts.RequireCloud {
+			select {
+			case err := <-link.first:
+				if err != nil {
+					stopCloud()
+					<-cloudDone
+					if recSub != nil {
+						recSub.Close()
+					}
+					return fmt.Errorf("cloud: %w", err)
+				}
+			case <-ctx.Done():
+			}
+		}
+	} else {
+		a.log.Info("iot.endpoint not set: running without the cloud (no provisioning, telemetry or credentials)")
 	}
 
 	// The source stops first; recorders stop after it, so they can finish the last file.
@@ -97,6 +154,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	stopRecording()
 	recErr := g.Wait()
 	a.hub.Close()
+	stopCloud()
+	if cloudDone != nil {
+		<-cloudDone
+	}
 
 	fields := []zap.Field{zap.Uint64("frames", a.source.Frames())}
 	if a.recorder != nil {
@@ -116,3 +177,71 @@ func (a *Agent) Recordings() []string {
 
 // Frames returns how many access units the source has published.
 func (a *Agent) Frames() uint64 { return a.source.Frames() }
+
+// Thing returns the device's thing name once it is known.
+func (a *Agent) Thing() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.thing
+}
+
+func (a *Agent) setThing(name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.thing = name
+}
+
+func (a *Agent) setConn(c *iot.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.conn = c
+}
+
+func (a *Agent) deviceConn() *iot.Conn {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn
+}
+
+func (a *Agent) setCredentials(c aws.CredentialsProvider) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.creds = c
+}
+
+// Status is what the agent publishes to edgecam/<thing>/status.
+type Status struct {
+	ThingName     string    `json:"thingName"`
+	State         string    `json:"state"` // running, stopped, offline
+	Version       string    `json:"version"`
+	Timestamp     time.Time `json:"timestamp"`
+	UptimeSeconds int64     `json:"uptimeSeconds"`
+	Video         struct {
+		Source string `json:"source"`
+		Frames uint64 `json:"frames"`
+	} `json:"video"`
+	Recording struct {
+		Mode     string `json:"mode"`
+		Segments int    `json:"segments"`
+	} `json:"recording"`
+	Subscribers int `json:"subscribers"`
+}
+
+// StatusNow returns the agent's status.
+func (a *Agent) StatusNow(state string) Status {
+	s := Status{ThingName: a.Thing(), State: state, Version: a.opts.Version, Timestamp: time.Now().UTC().Truncate(time.Millisecond)}
+	if !a.started.IsZero() {
+		s.UptimeSeconds = int64(time.Since(a.started).Seconds())
+	}
+	s.Video.Source = a.cfg.Media.Source.Kind
+	s.Video.Frames = a.source.Frames()
+	s.Recording.Mode = a.cfg.Recording.Mode
+	s.Recording.Segments = len(a.Recordings())
+	s.Subscribers = len(a.hub.Stats().Subscribers)
+	return s
+}
+
+func (a *Agent) statusJSON(state string) []byte {
+	b, _ := json.Marshal(a.StatusNow(state))
+	return b
+}

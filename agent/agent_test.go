@@ -22,7 +22,7 @@ func testConfig(t *testing.T) config.Config {
 
 func TestAgentRecordsTestSourceUntilCancelled(t *testing.T) {
 	cfg := testConfig(t)
-	a, err := New(cfg, nil)
+	a, err := New(Options{Config: cfg})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
 	defer cancel()
@@ -41,7 +41,7 @@ func TestAgentStopsWhenFileEnds(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Media.Source = config.Source{Kind: config.SourceFile, Path: clip, Loop: false, Width: 640, Height: 360, Framerate: 15}
 	cfg.Recording.Mode = config.RecordOff
-	a, err := New(cfg, nil)
+	a, err := New(Options{Config: cfg})
 	require.NoError(t, err)
 	if testing.Short() {
 		t.Skip("plays a 30 s clip in real time")
@@ -56,6 +56,6 @@ func TestAgentStopsWhenFileEnds(t *testing.T) {
 func TestNewRejectsUnsupportedSource(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Media.Source.Kind = "webcam"
-	_, err := New(cfg, nil)
+	_, err := New(Options{Config: cfg})
 	require.ErrorContains(t, err, `media.source.kind "webcam"`)
 }

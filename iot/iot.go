@@ -40,6 +40,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// OnConnect runs (in its own goroutine) after every connection, the first included.
 	OnConnect func()
+	// Will, when set, is published by the broker if the connection drops without a clean
+	// disconnect (AWS IoT Core supports last-will messages, QoS 0 or 1).
+	Will *Message
 	Log       *zap.Logger
 }
 
@@ -152,6 +155,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 				}
 			}
 		},
+		WillMessage: will(opts.Will),
 		ClientConfig: paho.ClientConfig{
 			ClientID: opts.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -188,6 +192,13 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 		return nil, explain(u.Host, opts.ClientID, opts.ConnectTimeout, last)
 	}
 	return c, nil
+}
+
+func will(m *Message) *paho.WillMessage {
+	if m == nil {
+		return nil
+	}
+	return &paho.WillMessage{Topic: m.Topic, Payload: m.Payload, QoS: 1}
 }
 
 // jitteredBackoff waits a random time up to an exponentially growing bound, so that a fleet

@@ -159,7 +159,9 @@ func TestFleetWireFormats(t *testing.T) {
 				require.Equal(t, "Certificate ownership token cannot be empty.", ans["errorMessage"])
 			}},
 		{"unknown token", "json", "$aws/provisioning-templates/edgecam-fleet/provision/json", map[string]any{"certificateOwnershipToken": "bm9wZQ==", "parameters": map[string]string{"SerialNumber": serial}}, false,
-			func(t *testing.T, ans map[string]any) { require.Equal(t, "InvalidCertificateOwnershipToken", ans["errorCode"]) }},
+			func(t *testing.T, ans map[string]any) {
+				require.Equal(t, "InvalidCertificateOwnershipToken", ans["errorCode"])
+			}},
 		{"not JSON", "json", "$aws/certificates/create-from-csr/json", nil, false,
 			func(t *testing.T, ans map[string]any) { require.Equal(t, "InvalidPayload", ans["errorCode"]) }},
 	}

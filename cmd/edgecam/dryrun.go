@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgecam/edgecam/agent"
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/localcloud"
 	"github.com/spf13/cobra"
 )
 
@@ -51,8 +52,36 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if cmd.Flags().Changed("config") {
 		path = g.configPath
 	}
+	// localcloud needs the log settings before the agent's configuration can point at it.
+	pre, err := g.loadFrom(cmd, path, nil)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(pre.Config, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	cloud, err := startLocalcloud(cmd, localcloud.Options{Dir: filepath.Join(out, "localcloud"), Log: log.Named("localcloud")}, pre.Config, nil)
+	if err != nil {
+		return err
+	}
+	defer cloud.Close()
+
 	l, err := g.loadFrom(cmd, path, func(c *config.Config) {
 		c.StateDir = filepath.Join(out, "state")
+		lp := cloud.Paths()
+		c.AWS.Region = cloud.Region()
+		c.IoT.Endpoint = cloud.MQTTEndpoint()
+		c.IoT.CACert = lp.CA
+		c.Provisioning.Enabled = true
+		c.Provisioning.ClaimCert, c.Provisioning.ClaimKey = lp.ClaimCert, lp.ClaimKey
+		c.Provisioning.Template = cloud.Template()
+		c.Credentials.Endpoint = cloud.CredentialsEndpoint()
+		c.Credentials.RoleAlias = cloud.RoleAlias()
 		c.Recording.Mode = config.RecordContinuous
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {
@@ -79,18 +108,14 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	}
 	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment)
 	fmt.Fprintf(w, "  state:       %s\n", cfg.StateDir)
+	fmt.Fprintf(w, "  localcloud:  MQTT %s, credentials %s (files in %s)\n", cloud.MQTTEndpoint(), cloud.CredentialsEndpoint(), filepath.Join(out, "localcloud"))
 	if f.duration > 0 {
 		fmt.Fprintf(w, "  duration:    %s (Ctrl-C stops earlier)\n", f.duration)
 	} else {
 		fmt.Fprintln(w, "  duration:    until Ctrl-C")
 	}
 
-	log, err := newLogger(cfg, cmd.ErrOrStderr())
-	if err != nil {
-		return err
-	}
-	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush
-	a, err := agent.New(cfg, log)
+	a, err := agent.New(agent.Options{Config: cfg, Log: log, Version: version, RequireCloud: cfg.IoT.Endpoint != ""})
 	if err != nil {
 		return err
 	}
@@ -103,6 +128,9 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	}
 	runErr := a.Run(ctx)
 
+	if thing := a.Thing(); thing != "" {
+		fmt.Fprintf(w, "dry-run: device provisioned through localcloud as %s (identity in %s)\n", thing, cfg.StateDir)
+	}
 	files := a.Recordings()
 	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())
 	for _, file := range files {

@@ -24,7 +24,7 @@ func newRunCmd(g *globals) *cobra.Command {
 			if l.File == "" {
 				log.Warn("no configuration file; using defaults", zap.String("looked_for", g.configPath))
 			}
-			a, err := agent.New(l.Config, log)
+			a, err := agent.New(agent.Options{Config: l.Config, Log: log, Version: version})
 			if err != nil {
 				return err
 			}
