@@ -43,7 +43,7 @@ type Options struct {
 	// Will, when set, is published by the broker if the connection drops without a clean
 	// disconnect (AWS IoT Core supports last-will messages, QoS 0 or 1).
 	Will *Message
-	Log       *zap.Logger
+	Log  *zap.Logger
 }
 
 // Message is a received PUBLISH.

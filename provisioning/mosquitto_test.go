@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,9 +60,9 @@ allow_anonymous false
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	require.NoError(t, os.WriteFile(confPath, []byte(conf), 0o644))
 
-	var out bytes.Buffer
+	out := &lockedBuffer{}
 	cmd := exec.Command(bin, "-c", confPath)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -77,8 +78,26 @@ allow_anonymous false
 			c.Close()
 		}
 		return err == nil
-	}, 10*time.Second, 50*time.Millisecond, "mosquitto did not start:\n%s", out.String())
+	}, 10*time.Second, 50*time.Millisecond, "mosquitto did not start")
 	return addr
+}
+
+// lockedBuffer collects a process's output safely while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestProvisionThroughMosquitto runs the same fleet provisioning flow against a second real
