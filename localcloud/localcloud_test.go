@@ -10,8 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,4 +252,13 @@ func TestRegistryPersists(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(dir, "registry.json"))
 	require.NoError(t, err)
 	require.Contains(t, string(data), StatusActive)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.Atoi(port)
+	return host, n, err
 }

@@ -30,6 +30,12 @@ case "${EDGECAM_DEPS:-all}" in
   *) echo "install-deps: EDGECAM_DEPS must be build, test or all (got '${EDGECAM_DEPS}')" >&2; exit 2 ;;
 esac
 
+# Node.js runs AWS's own JavaScript SDKs against localcloud in the tests. Machines that
+# already have a node (and npm) keep theirs.
+if [ "${EDGECAM_DEPS:-all}" != build ] && ! command -v npm >/dev/null 2>&1; then
+  wanted+=(nodejs npm)
+fi
+
 missing=()
 for p in "${wanted[@]}"; do
   if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" != "installed" ]; then
