@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-deps.sh installs the Debian packages edgecam needs to build, test and dry-run.
 # It is idempotent: it installs only what is missing, says what it installs, and works
-# as root or through sudo. Set EDGECAM_DEPS=build|test|all to choose a set (default all).
+# as root or through sudo. Set DEPS_SET=build|test|all to choose a set (default all).
 set -euo pipefail
 
 build_pkgs=(
@@ -24,15 +24,15 @@ test_pkgs=(
   openssl
 )
 
-case "${EDGECAM_DEPS:-all}" in
+case "${DEPS_SET:-all}" in
   build) wanted=("${build_pkgs[@]}") ;;
   test | all) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "install-deps: EDGECAM_DEPS must be build, test or all (got '${EDGECAM_DEPS}')" >&2; exit 2 ;;
+  *) echo "install-deps: DEPS_SET must be build, test or all (got '${DEPS_SET}')" >&2; exit 2 ;;
 esac
 
 # Node.js runs AWS's own JavaScript SDKs against localcloud in the tests. Machines that
 # already have a node (and npm) keep theirs.
-if [ "${EDGECAM_DEPS:-all}" != build ] && ! command -v npm >/dev/null 2>&1; then
+if [ "${DEPS_SET:-all}" != build ] && ! command -v npm >/dev/null 2>&1; then
   wanted+=(nodejs npm)
 fi
 
