@@ -210,3 +210,37 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 }
 
 func indent(s string) int { return len(s) - len(strings.TrimLeft(s, " ")) }
+
+func TestCloudValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"endpoint with scheme", "iot:\n  endpoint: mqtts://abc-ats.iot.us-east-1.amazonaws.com\n",
+			[]string{"iot.endpoint: \"mqtts://abc-ats.iot.us-east-1.amazonaws.com\": write host[:port] without a scheme"}},
+		{"keep-alive outside AWS limits", "iot:\n  keep_alive: 10s\n", []string{"iot.keep_alive: 10s is out of range; use 30s to 20m0s"}},
+		{"bad region and serial", "aws:\n  region: mars\ndevice:\n  serial: has space\n",
+			[]string{"aws.region: \"mars\" is not an AWS region", "device.serial: \"has space\""}},
+		{"SerialNumber parameter", "provisioning:\n  parameters:\n    SerialNumber: x\n", []string{"provisioning.parameters: SerialNumber is sent by edgecam itself"}},
+		{"credentials without iot", "credentials:\n  endpoint: c2.credentials.iot.us-east-1.amazonaws.com\n", []string{"credentials.endpoint: needs iot.endpoint"}},
+		{"bad method and key type", "provisioning:\n  method: magic\n  key_type: dsa\n", []string{"provisioning.key_type: \"dsa\"", "provisioning.method: \"magic\""}},
+		{"claim paths required with an endpoint", "iot:\n  endpoint: abc-ats.iot.us-east-1.amazonaws.com\nprovisioning:\n  claim_cert: \"\"\n",
+			[]string{"provisioning.claim_cert: must be set to provision the device"}},
+		{"missing CA file", "iot:\n  ca_cert: /nonexistent/AmazonRootCA1.pem\n", []string{"iot.ca_cert: stat /nonexistent/AmazonRootCA1.pem"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
+			var cerr *Error
+			require.ErrorAs(t, err, &cerr)
+			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
+			for i, w := range tt.want {
+				require.Contains(t, cerr.Problems[i].String(), w)
+			}
+		})
+	}
+	l, err := Load(LoadOptions{Path: writeFile(t, "iot:\n  endpoint: abc-ats.iot.eu-west-2.amazonaws.com:443\nprovisioning:\n  parameters:\n    Location: lab\n"), Required: true})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"Location": "lab"}, l.Provisioning.Parameters)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
 )
 
 const envPrefix = "EDGECAM"
@@ -93,6 +94,9 @@ func Load(opts LoadOptions) (*Loaded, error) {
 		)
 	})
 	problems = append(problems, decodeProblems(err, byKey)...)
+	if loaded.File != "" {
+		restoreMapKeys(loaded.File, &cfg)
+	}
 	if opts.Adjust != nil {
 		opts.Adjust(&cfg)
 	}
@@ -266,4 +270,44 @@ func (e *Error) Error() string {
 		b.WriteString("\n  " + p.String())
 	}
 	return b.String()
+}
+
+// restoreMapKeys re-reads map-typed keys (provisioning.parameters) from the file: viper
+// lowercases every key, but template parameters such as SerialNumber are case-sensitive.
+func restoreMapKeys(path string, cfg *Config) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return // already reported by viper
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return
+	}
+	for _, l := range leaves(reflect.ValueOf(cfg).Elem()) {
+		if l.field.Type.Kind() != reflect.Map {
+			continue
+		}
+		node := any(raw)
+		for _, part := range strings.Split(l.key, ".") {
+			m, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node = m[part]
+		}
+		m, ok := node.(map[string]any)
+		if !ok {
+			continue
+		}
+		restored := reflect.MakeMapWithSize(l.field.Type, len(m))
+		for k, v := range m {
+			if s, ok := v.(string); ok || v == nil {
+				restored.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(s))
+				continue
+			}
+			restored.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(fmt.Sprint(v)))
+		}
+		l.value.Set(restored)
+	}
 }
