@@ -16,7 +16,6 @@ import (
 	"github.com/edgecam/edgecam/iot"
 	"github.com/edgecam/edgecam/media"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 )
 
 // Options configure an Agent.
@@ -40,11 +39,20 @@ type Agent struct {
 
 	source   *media.Source
 	recorder *media.SegmentRecorder
+	janitor  *media.Janitor
+	// kvsWanted is true when KVS recording is configured and kvssink is installed; it
+	// starts once the device identity (the default stream name) is known.
+	kvsWanted bool
 
-	mu    sync.Mutex
-	thing string
-	conn  *iot.Conn
-	creds aws.CredentialsProvider
+	mu         sync.Mutex
+	thing      string
+	conn       *iot.Conn
+	creds      aws.CredentialsProvider
+	recordCtx  context.Context
+	recorders  sync.WaitGroup
+	recErrs    []error
+	stopping   bool
+	kvsStarted bool
 }
 
 // New checks the configuration against what this machine can run and builds the agent.
@@ -54,7 +62,7 @@ func New(opts Options) (*Agent, error) {
 		opts.Log = zap.NewNop()
 	}
 	log := opts.Log
-	desc, err := media.SourceDescription(cfg.Media.Source, cfg.Media.Encoder)
+	plan, err := media.ResolvePlan(cfg.Media, media.DefaultProbe())
 	if err != nil {
 		return nil, err
 	}
@@ -64,24 +72,42 @@ func New(opts Options) (*Agent, error) {
 		QueueFrames: cfg.Media.Hub.QueueFrames,
 	})
 	a := &Agent{opts: opts, cfg: cfg, log: log, hub: hub}
-	a.source = media.NewSource(media.SourceOptions{
-		Description: desc,
-		Loop:        cfg.Media.Source.Kind == config.SourceFile && cfg.Media.Source.Loop,
-		Hub:         hub,
-		Log:         log.Named("source"),
+	a.source, err = media.NewSource(media.SourceOptions{
+		Plan:         plan,
+		Loop:         cfg.Media.Source.Kind == config.SourceFile && cfg.Media.Source.Loop,
+		Hub:          hub,
+		Log:          log.Named("source"),
+		StallTimeout: cfg.Media.StallTimeout,
+		MaxBackoff:   cfg.Media.RestartBackoff,
 	})
-	if cfg.Recording.Mode != config.RecordOff && cfg.Recording.Local.Enabled {
+	if err != nil {
+		return nil, err
+	}
+	rec := cfg.Recording
+	if rec.Mode != config.RecordOff && rec.KVS.Enabled {
+		if media.KVSAvailable() {
+			a.kvsWanted = true
+		} else {
+			log.Warn("recording.kvs.enabled, but the kvssink GStreamer element is not installed (see README: Kinesis Video Streams): recording local segments instead",
+				zap.String("recordings", cfg.RecordingsDir()))
+			rec.Local.Enabled = true
+		}
+	}
+	if rec.Mode != config.RecordOff && rec.Local.Enabled {
+		dir := cfg.RecordingsDir()
+		a.janitor = media.NewJanitor(media.JanitorOptions{
+			Dir: dir, Ext: rec.Local.Format, MaxAge: rec.Local.MaxAge,
+			MaxBytes: int64(rec.Local.MaxBytes), MinFree: int64(rec.Local.MinFreeBytes), Log: log.Named("janitor"),
+		})
 		a.recorder, err = media.NewSegmentRecorder(media.SegmentOptions{
-			Dir:     cfg.RecordingsDir(),
-			Segment: cfg.Recording.Local.Segment,
-			Format:  cfg.Recording.Local.Format,
-			Log:     log.Named("recorder"),
+			Dir: dir, Segment: rec.Local.Segment, Format: rec.Local.Format, Log: log.Named("recorder"), Janitor: a.janitor,
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	log.Debug("capture pipeline", zap.String("description", desc))
+	log.Info("capture pipeline", zap.String("source", cfg.Media.Source.Kind), zap.String("encoder", plan.Encode),
+		zap.Bool("raw", plan.Raw), zap.String("description", a.source.Description()))
 	return a, nil
 }
 
@@ -92,16 +118,22 @@ func (a *Agent) Hub() *media.Hub { return a.hub }
 // recordings. It returns nil on a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
+	queue := 4 * a.cfg.Media.Hub.QueueFrames
 	// Subscribe before the source starts, so that the recording begins with its first frame.
 	var recSub *media.Subscription
 	if a.recorder != nil {
-		recSub = a.hub.Subscribe(media.SubscribeOptions{Name: "recorder", QueueFrames: 4 * a.cfg.Media.Hub.QueueFrames})
+		recSub = a.hub.Subscribe(media.SubscribeOptions{Name: "recorder", QueueFrames: queue})
 	}
-
-	// The cloud link runs beside the video, which never waits for it. It stops last, so
-	// that its final status message reports the finished recordings.
+	// Recorders stop after the source, so they can finish the last file; the cloud link
+	// stops last, so that its final status message reports the finished recordings.
+	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRecording()
+	a.mu.Lock()
+	a.recordCtx = recordCtx
+	a.mu.Unlock()
 	cloudCtx, stopCloud := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopCloud()
+
 	var cloudDone chan struct{}
 	if a.cfg.IoT.Endpoint != "" {
 		link := &cloudLink{a: a, first: make(chan error, 1)}
@@ -128,22 +160,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Info("iot.endpoint not set: running without the cloud (no provisioning, telemetry or credentials)")
 	}
 
-	// The source stops first; recorders stop after it, so they can finish the last file.
-	sourceCtx, stopSource := context.WithCancel(ctx)
-	defer stopSource()
-	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRecording()
-
-	g := new(errgroup.Group)
-	if recSub != nil {
-		g.Go(func() error {
-			if err := a.recorder.Record(recordCtx, recSub); err != nil {
-				return fmt.Errorf("local recording: %w", err)
-			}
-			return nil
-		})
+	var janitorDone chan struct{}
+	if a.janitor != nil {
+		janitorDone = make(chan struct{})
+		go func() {
+			defer close(janitorDone)
+			a.janitor.Run(recordCtx)
+		}()
 	}
-	srcErr := a.source.Run(sourceCtx)
+	if recSub != nil {
+		a.startRecorder(a.recorder, recSub)
+	}
+
+	srcErr := a.source.Run(ctx)
 	switch {
 	case errors.Is(srcErr, media.ErrSourceEnded):
 		a.log.Info("video source ended")
@@ -151,20 +180,50 @@ func (a *Agent) Run(ctx context.Context) error {
 	case srcErr != nil:
 		srcErr = fmt.Errorf("video source: %w", srcErr)
 	}
+	a.mu.Lock()
+	a.stopping = true
+	a.mu.Unlock()
 	stopRecording()
-	recErr := g.Wait()
+	a.recorders.Wait()
+	if janitorDone != nil {
+		<-janitorDone
+	}
 	a.hub.Close()
 	stopCloud()
 	if cloudDone != nil {
 		<-cloudDone
 	}
 
-	fields := []zap.Field{zap.Uint64("frames", a.source.Frames())}
+	fields := []zap.Field{zap.Uint64("frames", a.source.FrameCount())}
 	if a.recorder != nil {
 		fields = append(fields, zap.Int("segments", len(a.recorder.Files())), zap.String("recordings", a.cfg.RecordingsDir()))
 	}
 	a.log.Info("stopped", fields...)
+	a.mu.Lock()
+	recErr := errors.Join(a.recErrs...)
+	a.mu.Unlock()
 	return errors.Join(srcErr, recErr)
+}
+
+// startRecorder runs a recorder (supervised) until recording stops. It does nothing once
+// the agent is stopping.
+func (a *Agent) startRecorder(rec media.Recorder, sub *media.Subscription) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stopping || a.recordCtx == nil {
+		sub.Close()
+		return
+	}
+	ctx := a.recordCtx
+	a.recorders.Add(1)
+	go func() {
+		defer a.recorders.Done()
+		if err := media.RecordLoop(ctx, a.hub, rec, sub, 4*a.cfg.Media.Hub.QueueFrames, a.log.Named("recorder")); err != nil {
+			a.mu.Lock()
+			a.recErrs = append(a.recErrs, fmt.Errorf("%s recording: %w", rec.Name(), err))
+			a.mu.Unlock()
+		}
+	}()
 }
 
 // Recordings returns the local segment files written so far.
@@ -176,7 +235,10 @@ func (a *Agent) Recordings() []string {
 }
 
 // Frames returns how many access units the source has published.
-func (a *Agent) Frames() uint64 { return a.source.Frames() }
+func (a *Agent) Frames() uint64 { return a.source.FrameCount() }
+
+// Source returns the capture source (encoder controls, analysis frames).
+func (a *Agent) Source() *media.Source { return a.source }
 
 // Thing returns the device's thing name once it is known.
 func (a *Agent) Thing() string {
@@ -217,8 +279,9 @@ type Status struct {
 	Timestamp     time.Time `json:"timestamp"`
 	UptimeSeconds int64     `json:"uptimeSeconds"`
 	Video         struct {
-		Source string `json:"source"`
-		Frames uint64 `json:"frames"`
+		Source   string `json:"source"`
+		Frames   uint64 `json:"frames"`
+		Restarts int    `json:"restarts"`
 	} `json:"video"`
 	Recording struct {
 		Mode     string `json:"mode"`
@@ -234,7 +297,7 @@ func (a *Agent) StatusNow(state string) Status {
 		s.UptimeSeconds = int64(time.Since(a.started).Seconds())
 	}
 	s.Video.Source = a.cfg.Media.Source.Kind
-	s.Video.Frames = a.source.Frames()
+	s.Video.Frames, s.Video.Restarts = a.source.Stats()
 	s.Recording.Mode = a.cfg.Recording.Mode
 	s.Recording.Segments = len(a.Recordings())
 	s.Subscribers = len(a.hub.Stats().Subscribers)

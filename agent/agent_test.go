@@ -14,7 +14,8 @@ import (
 func testConfig(t *testing.T) config.Config {
 	cfg := config.Default()
 	cfg.StateDir = t.TempDir()
-	cfg.Media.Source = config.Source{Kind: config.SourceTest, Width: 320, Height: 180, Framerate: 30}
+	cfg.Media.Source.Kind = config.SourceTest
+	cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate = 320, 180, 30
 	cfg.Media.Encoder.GOP = time.Second
 	cfg.Recording.Local.Segment = 2 * time.Second
 	return cfg
@@ -39,7 +40,7 @@ func TestAgentRecordsTestSourceUntilCancelled(t *testing.T) {
 func TestAgentStopsWhenFileEnds(t *testing.T) {
 	clip, side := testclip.Path(t, testclip.Ball)
 	cfg := testConfig(t)
-	cfg.Media.Source = config.Source{Kind: config.SourceFile, Path: clip, Loop: false, Width: 640, Height: 360, Framerate: 15}
+	cfg.Media.Source.Kind, cfg.Media.Source.Path, cfg.Media.Source.Loop = config.SourceFile, clip, false
 	cfg.Recording.Mode = config.RecordOff
 	a, err := New(Options{Config: cfg})
 	require.NoError(t, err)
@@ -57,5 +58,5 @@ func TestNewRejectsUnsupportedSource(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Media.Source.Kind = "webcam"
 	_, err := New(Options{Config: cfg})
-	require.ErrorContains(t, err, `media.source.kind "webcam"`)
+	require.ErrorContains(t, err, `media.source.kind "webcam" is not supported`)
 }

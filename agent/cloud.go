@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/iot"
+	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/provisioning"
 	"go.uber.org/zap"
 )
@@ -137,7 +140,8 @@ type cloudLink struct {
 	first chan error
 }
 
-// run connects and stays connected until ctx ends.
+// run gets the device identity, then keeps the credentials, KVS recording and the MQTT
+// telemetry connection going until ctx ends, each retried with back-off on failure.
 func (l *cloudLink) run(ctx context.Context) {
 	a := l.a
 	log := a.log.Named("cloud")
@@ -147,36 +151,70 @@ func (l *cloudLink) run(ctx context.Context) {
 		default:
 		}
 	}
+	var id *provisioning.Identity
 	for attempt := 0; ; attempt++ {
-		err := l.session(ctx, report)
+		var fresh bool
+		var err error
+		id, fresh, err = EnsureIdentity(ctx, a.cfg, log)
+		if err == nil {
+			if fresh {
+				log.Info("device provisioned", zap.String("thing", id.ThingName))
+			}
+			break
+		}
 		if ctx.Err() != nil {
 			return
 		}
 		report(err)
-		wait := min(5*time.Minute, 5*time.Second<<min(attempt, 6))
-		wait = wait/2 + rand.N(wait/2+1)
-		log.Error("cloud link down; video continues locally", zap.Error(err), zap.Duration("retry_in", wait))
-		select {
-		case <-ctx.Done():
+		if !l.wait(ctx, attempt, "device identity unavailable; video continues locally", err) {
 			return
-		case <-time.After(wait):
+		}
+	}
+	a.setThing(id.ThingName)
+
+	credsReady := make(chan struct{})
+	var workers sync.WaitGroup
+	workers.Add(2)
+	go func() {
+		defer workers.Done()
+		l.runCredentials(ctx, id, credsReady)
+	}()
+	go func() {
+		defer workers.Done()
+		l.startKVS(ctx, id, credsReady)
+	}()
+	defer workers.Wait()
+
+	for attempt := 0; ; attempt++ {
+		err := l.session(ctx, id, report)
+		if ctx.Err() != nil {
+			return
+		}
+		report(err)
+		if !l.wait(ctx, attempt, "MQTT session failed; video continues locally", err) {
+			return
 		}
 	}
 }
 
-// session provisions if needed, connects, and runs telemetry and credentials until ctx ends.
-func (l *cloudLink) session(ctx context.Context, report func(error)) error {
+// wait sleeps a jittered, growing back-off after a failure; false when ctx ended.
+func (l *cloudLink) wait(ctx context.Context, attempt int, msg string, err error) bool {
+	d := min(5*time.Minute, 5*time.Second<<min(attempt, 6))
+	d = d/2 + rand.N(d/2+1)
+	l.a.log.Named("cloud").Error(msg, zap.Error(err), zap.Duration("retry_in", d))
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// session connects and runs telemetry until ctx ends.
+func (l *cloudLink) session(ctx context.Context, id *provisioning.Identity, report func(error)) error {
 	a := l.a
 	cfg := a.cfg
 	log := a.log.Named("cloud")
-	id, fresh, err := EnsureIdentity(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	if fresh {
-		log.Info("device provisioned", zap.String("thing", id.ThingName))
-	}
-	a.setThing(id.ThingName)
 	statusTopic := "edgecam/" + id.ThingName + "/status"
 	publishStatus := func(ctx context.Context, conn *iot.Conn, state string) {
 		payload := a.statusJSON(state)
@@ -206,15 +244,6 @@ func (l *cloudLink) session(ctx context.Context, report func(error)) error {
 	defer a.setConn(nil)
 	report(nil)
 
-	done := make(chan struct{})
-	defer func() { <-done }()
-	credCtx, stopCreds := context.WithCancel(ctx)
-	defer stopCreds()
-	go func() {
-		defer close(done)
-		l.runCredentials(credCtx, id, log)
-	}()
-
 	if cfg.Telemetry.Enabled {
 		publishStatus(ctx, conn, "running")
 		tick := time.NewTicker(cfg.Telemetry.Interval)
@@ -236,9 +265,11 @@ func (l *cloudLink) session(ctx context.Context, report func(error)) error {
 	return conn.Close(closeCtx)
 }
 
-// runCredentials keeps kvssink's credential file fresh when a credentials endpoint is set.
-func (l *cloudLink) runCredentials(ctx context.Context, id *provisioning.Identity, log *zap.Logger) {
+// runCredentials keeps kvssink's credential file fresh when a credentials endpoint is set;
+// ready is closed after the first write.
+func (l *cloudLink) runCredentials(ctx context.Context, id *provisioning.Identity, ready chan struct{}) {
 	cfg := l.a.cfg
+	log := l.a.log.Named("credentials")
 	if cfg.Credentials.Endpoint == "" {
 		return
 	}
@@ -248,8 +279,50 @@ func (l *cloudLink) runCredentials(ctx context.Context, id *provisioning.Identit
 		return
 	}
 	l.a.setCredentials(provisioning.NewCredentialsCache(p, cfg.Credentials.RefreshBefore))
-	f := &provisioning.KVSCredentialFile{Path: cfg.KVSSinkCredentialFile(), Provider: p, RefreshBefore: cfg.Credentials.RefreshBefore, Log: log.Named("credentials")}
+	var once sync.Once
+	f := &provisioning.KVSCredentialFile{
+		Path: cfg.KVSSinkCredentialFile(), Provider: p, RefreshBefore: cfg.Credentials.RefreshBefore, Log: log,
+		OnUpdate: func(aws.Credentials) { once.Do(func() { close(ready) }) },
+	}
 	_ = f.Run(ctx)
+}
+
+// startKVS starts recording to Kinesis Video Streams once what kvssink needs is there.
+func (l *cloudLink) startKVS(ctx context.Context, id *provisioning.Identity, credsReady chan struct{}) {
+	a := l.a
+	cfg := a.cfg
+	if !a.kvsWanted {
+		return
+	}
+	k := cfg.Recording.KVS
+	if k.Auth == config.KVSAuthCredentialFile {
+		select {
+		case <-credsReady:
+		case <-ctx.Done():
+			return
+		}
+	}
+	store, err := provisioning.OpenStore(cfg.StateDir)
+	if err != nil {
+		a.log.Error("KVS recording not started", zap.Error(err))
+		return
+	}
+	stream := k.StreamName
+	if stream == "" {
+		stream = id.ThingName
+	}
+	host, _, _ := strings.Cut(cfg.Credentials.Endpoint, ":")
+	rec, err := media.NewKVSRecorder(media.KVSOptions{
+		Config: k, StreamName: stream, Region: cfg.AWS.Region, CredentialFile: cfg.KVSSinkCredentialFile(),
+		IoTEndpoint: host, CertPath: store.CertPath(), KeyPath: store.KeyPath(id), CAPath: store.CAPath(),
+		RoleAlias: cfg.Credentials.RoleAlias, ThingName: id.ThingName,
+	}, a.log.Named("kvs"))
+	if err != nil {
+		a.log.Error("KVS recording not started", zap.Error(err))
+		return
+	}
+	a.log.Info("recording to Kinesis Video Streams", zap.String("stream", stream), zap.String("region", cfg.AWS.Region))
+	a.startRecorder(rec, a.hub.Subscribe(media.SubscribeOptions{Name: "kvs", QueueFrames: 4 * cfg.Media.Hub.QueueFrames}))
 }
 
 // Credentials returns the AWS credentials provider once the device has its identity.

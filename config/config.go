@@ -87,22 +87,60 @@ type Log struct {
 
 // Media configures the camera pipeline and the in-memory frame hub.
 type Media struct {
-	Source  Source  `yaml:"source"`
-	Encoder Encoder `yaml:"encoder"`
-	Hub     Hub     `yaml:"hub"`
+	Source   Source   `yaml:"source"`
+	Encoder  Encoder  `yaml:"encoder"`
+	Analysis Analysis `yaml:"analysis"`
+	Hub      Hub      `yaml:"hub"`
+	// StallTimeout restarts the pipeline when no frame arrived for this long (stalled camera).
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// RestartBackoff is the longest wait between pipeline restarts.
+	RestartBackoff time.Duration `yaml:"restart_backoff"`
 }
 
 // Source kinds.
 const (
-	SourceFile = "file"
-	SourceTest = "test"
+	SourceV4L2      = "v4l2"
+	SourceLibcamera = "libcamera"
+	SourceRTSP      = "rtsp"
+	SourceFile      = "file"
+	SourceTest      = "test"
+	SourceCustom    = "custom"
+)
+
+// Source formats: what a v4l2 camera or a custom fragment delivers.
+const (
+	FormatAuto = "auto"
+	FormatRaw  = "raw"
+	FormatH264 = "h264"
+)
+
+// RTSP transports.
+const (
+	TransportAuto = "auto"
+	TransportTCP  = "tcp"
+	TransportUDP  = "udp"
 )
 
 // Source selects where video comes from.
 type Source struct {
-	Kind      string `yaml:"kind"`
-	Path      string `yaml:"path"` // file: an MP4, Matroska or MPEG-TS file with H.264 video
-	Loop      bool   `yaml:"loop"` // file: start again at the end instead of stopping
+	Kind string `yaml:"kind"`
+	// Device is the V4L2 device (v4l2).
+	Device string `yaml:"device"`
+	// Format is what a v4l2 camera is asked for (auto: H.264 when it offers it) or what a
+	// custom fragment delivers (raw or h264).
+	Format string `yaml:"format"`
+	// Camera names a libcamera camera (libcamera); empty is the first one.
+	Camera string `yaml:"camera"`
+	// URL is the RTSP address, rtsp://[user:password@]host[:port]/path (rtsp). Its password
+	// is redacted in logs and in config print.
+	URL       string        `yaml:"url" redact:"url"`
+	Transport string        `yaml:"transport"` // rtsp: auto, tcp or udp
+	Latency   time.Duration `yaml:"latency"`   // rtsp: jitter buffer
+	Path      string        `yaml:"path"`      // file: an MP4, Matroska or MPEG-TS file with H.264 video
+	Loop      bool          `yaml:"loop"`      // file: start again at the end instead of stopping
+	// Pipeline is a gst-launch fragment for the source part (custom), e.g.
+	// "v4l2src device=/dev/video2 ! image/jpeg ! jpegdec".
+	Pipeline  string `yaml:"pipeline"`
 	Width     int    `yaml:"width"`
 	Height    int    `yaml:"height"`
 	Framerate int    `yaml:"framerate"`
@@ -110,15 +148,29 @@ type Source struct {
 
 // Encoder kinds.
 const (
-	EncoderAuto = "auto"
-	EncoderX264 = "x264"
+	EncoderAuto        = "auto"
+	EncoderX264        = "x264"
+	EncoderV4L2        = "v4l2"
+	EncoderPassthrough = "passthrough"
 )
 
-// Encoder configures H.264 encoding for sources that deliver raw video.
+// Encoder configures H.264 encoding.
 type Encoder struct {
 	Kind        string        `yaml:"kind"`
 	BitrateKbps int           `yaml:"bitrate_kbps"`
 	GOP         time.Duration `yaml:"gop"` // keyframe interval
+	// X264Preset is x264's speed preset (ultrafast … medium); faster presets cost bitrate.
+	X264Preset string `yaml:"x264_preset"`
+}
+
+// Analysis configures the small grey frames that motion detection reads.
+type Analysis struct {
+	Enabled   bool `yaml:"enabled"`
+	Width     int  `yaml:"width"`
+	Height    int  `yaml:"height"`
+	Framerate int  `yaml:"framerate"`
+	// KeyframesOnly decodes only keyframes of H.264 sources (cheaper, one frame per GOP).
+	KeyframesOnly bool `yaml:"keyframes_only"`
 }
 
 // Hub configures the fan-out of encoded frames.
@@ -142,6 +194,7 @@ const (
 type Recording struct {
 	Mode  string `yaml:"mode"`
 	Local Local  `yaml:"local"`
+	KVS   KVS    `yaml:"kvs"`
 }
 
 // Segment formats.
@@ -156,6 +209,33 @@ type Local struct {
 	Dir     string        `yaml:"dir"` // empty: <state_dir>/recordings
 	Segment time.Duration `yaml:"segment"`
 	Format  string        `yaml:"format"`
+	// MaxAge deletes segments older than this; 0 keeps them.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBytes bounds the recordings directory; the oldest segments go first. 0: no bound.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MinFreeBytes keeps this much of the file system free, deleting the oldest segments and
+	// pausing recording when there is nothing left to delete.
+	MinFreeBytes ByteSize `yaml:"min_free_bytes"`
+}
+
+// KVS authentication methods.
+const (
+	KVSAuthCredentialFile = "credential_file"
+	KVSAuthIoTCertificate = "iot_certificate"
+)
+
+// KVS configures recording to Kinesis Video Streams through kvssink.
+type KVS struct {
+	Enabled bool `yaml:"enabled"`
+	// StreamName defaults to the thing name.
+	StreamName       string        `yaml:"stream_name"`
+	StorageSizeMB    int           `yaml:"storage_size_mb"`
+	FragmentDuration time.Duration `yaml:"fragment_duration"`
+	RetentionHours   int           `yaml:"retention_hours"`
+	StreamingType    string        `yaml:"streaming_type"`
+	Auth             string        `yaml:"auth"`
+	// ControlPlaneURI points kvssink at another control plane (CONTROL_PLANE_URI).
+	ControlPlaneURI string `yaml:"control_plane_uri"`
 }
 
 // Default returns the configuration used for every key the user does not set.
@@ -179,13 +259,22 @@ func Default() Config {
 		Credentials: Credentials{RoleAlias: "edgecam-kvs", RefreshBefore: 5 * time.Minute},
 		Telemetry:   Telemetry{Enabled: true, Interval: time.Minute},
 		Media: Media{
-			Source:  Source{Kind: SourceTest, Loop: true, Width: 1280, Height: 720, Framerate: 30},
-			Encoder: Encoder{Kind: EncoderAuto, BitrateKbps: 2000, GOP: 2 * time.Second},
-			Hub:     Hub{PreRoll: 5 * time.Second, PreRollMaxBytes: 64 * MiB, QueueFrames: 120},
+			Source: Source{
+				Kind: SourceTest, Device: "/dev/video0", Format: FormatAuto, Transport: TransportTCP,
+				Latency: 200 * time.Millisecond, Loop: true, Width: 1280, Height: 720, Framerate: 30,
+			},
+			Encoder:        Encoder{Kind: EncoderAuto, BitrateKbps: 2000, GOP: 2 * time.Second, X264Preset: "veryfast"},
+			Analysis:       Analysis{Enabled: true, Width: 320, Height: 180, Framerate: 5},
+			Hub:            Hub{PreRoll: 5 * time.Second, PreRollMaxBytes: 64 * MiB, QueueFrames: 120},
+			StallTimeout:   5 * time.Second,
+			RestartBackoff: 30 * time.Second,
 		},
 		Recording: Recording{
-			Mode:  RecordContinuous,
-			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV},
+			Mode: RecordContinuous,
+			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV,
+				MaxAge: 7 * 24 * time.Hour, MinFreeBytes: 512 * MiB},
+			KVS: KVS{StorageSizeMB: 128, FragmentDuration: 2 * time.Second, RetentionHours: 24,
+				StreamingType: "realtime", Auth: KVSAuthCredentialFile},
 		},
 	}
 }

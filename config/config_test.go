@@ -188,24 +188,51 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
 	lines := strings.Split(string(data), "\n")
+	// Full dotted path of every key line, from the indentation.
+	type keyLine struct {
+		path string
+		line int
+	}
+	var found []keyLine
+	var stack []struct {
+		indent int
+		name   string
+	}
+	for i, line := range lines {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") || !strings.Contains(trimmed, ":") {
+			continue
+		}
+		name, _, _ := strings.Cut(trimmed, ":")
+		for len(stack) > 0 && stack[len(stack)-1].indent >= indent(line) {
+			stack = stack[:len(stack)-1]
+		}
+		parts := []string{}
+		for _, s := range stack {
+			parts = append(parts, s.name)
+		}
+		found = append(found, keyLine{strings.Join(append(parts, name), "."), i})
+		stack = append(stack, struct {
+			indent int
+			name   string
+		}{indent(line), name})
+	}
 	for _, key := range Keys() {
-		parts := strings.Split(key, ".")
-		leafName := parts[len(parts)-1]
-		found := false
-		for i, line := range lines {
-			if strings.HasPrefix(strings.TrimSpace(line), leafName+":") {
-				found = true
-				// A comment may cover a group of keys written together (width, height, ...).
-				j := i - 1
-				for j > 0 && strings.Contains(lines[j], ":") && !strings.HasPrefix(strings.TrimSpace(lines[j]), "#") &&
-					indent(lines[j]) == indent(line) {
-					j--
-				}
-				require.True(t, j >= 0 && strings.HasPrefix(strings.TrimSpace(lines[j]), "#"),
-					"%s has no comment above it in %s", key, path)
+		idx := -1
+		for _, f := range found {
+			if f.path == key {
+				idx = f.line
 			}
 		}
-		require.True(t, found, "%s is not in %s", key, path)
+		require.GreaterOrEqual(t, idx, 0, "%s is not in %s", key, path)
+		// A comment may cover a group of keys written together (width, height, ...).
+		j := idx - 1
+		for j > 0 && strings.Contains(lines[j], ":") && !strings.HasPrefix(strings.TrimSpace(lines[j]), "#") &&
+			indent(lines[j]) == indent(lines[idx]) {
+			j--
+		}
+		require.True(t, j >= 0 && strings.HasPrefix(strings.TrimSpace(lines[j]), "#"),
+			"%s has no comment above it in %s", key, path)
 	}
 }
 

@@ -51,6 +51,9 @@ func valueNode(l leaf) (*yaml.Node, error) {
 	if l.field.Tag.Get("secret") == "true" && !l.value.IsZero() {
 		return scalar("<redacted>"), nil
 	}
+	if l.field.Tag.Get("redact") == "url" {
+		return scalar(RedactURL(l.value.String())), nil
+	}
 	switch x := v.(type) {
 	case time.Duration:
 		return scalar(x.String()), nil

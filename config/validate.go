@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -15,8 +16,13 @@ import (
 var (
 	LogLevels      = []string{"debug", "info", "warn", "error"}
 	LogFormats     = []string{"auto", "console", "json"}
-	SourceKinds    = []string{SourceFile, SourceTest}
-	EncoderKinds   = []string{EncoderAuto, EncoderX264}
+	SourceKinds    = []string{SourceV4L2, SourceLibcamera, SourceRTSP, SourceFile, SourceTest, SourceCustom}
+	SourceFormats  = []string{FormatAuto, FormatRaw, FormatH264}
+	Transports     = []string{TransportAuto, TransportTCP, TransportUDP}
+	EncoderKinds   = []string{EncoderAuto, EncoderX264, EncoderV4L2, EncoderPassthrough}
+	X264Presets    = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium"}
+	StreamingTypes = []string{"realtime", "near-realtime", "offline"}
+	KVSAuths       = []string{KVSAuthCredentialFile, KVSAuthIoTCertificate}
 	RecordModes    = []string{RecordContinuous, RecordOff}
 	Methods        = []string{MethodCSR, MethodKeys}
 	KeyTypes       = []string{"ecdsa-p256", "rsa-2048"}
@@ -59,30 +65,24 @@ func (cfg *Config) Validate() Problems {
 
 	cfg.validateCloud(&c)
 
-	src := cfg.Media.Source
-	c.oneOf("media.source.kind", src.Kind, SourceKinds)
-	if src.Kind == SourceFile {
-		switch st, err := os.Stat(src.Path); {
-		case src.Path == "":
-			c.add("media.source.path", "must be set when media.source.kind is file; name an MP4, Matroska or MPEG-TS file with H.264 video")
-		case err != nil:
-			c.add("media.source.path", "%v", err)
-		case st.IsDir():
-			c.add("media.source.path", "%s is a directory; name a video file", src.Path)
-		}
-	}
-	c.intRange("media.source.width", src.Width, 16, 7680)
-	c.intRange("media.source.height", src.Height, 16, 4320)
-	if src.Width%2 != 0 || src.Height%2 != 0 {
-		c.add("media.source.width", "%dx%d: width and height must be even for 4:2:0 video", src.Width, src.Height)
-	}
-	c.intRange("media.source.framerate", src.Framerate, 1, 120)
+	cfg.validateSource(&c)
 
 	enc := cfg.Media.Encoder
 	c.oneOf("media.encoder.kind", enc.Kind, EncoderKinds)
 	c.intRange("media.encoder.bitrate_kbps", enc.BitrateKbps, 50, 50000)
 	// Kinesis Video Streams rejects fragments longer than 10 s; a fragment starts at a keyframe.
 	c.durRange("media.encoder.gop", enc.GOP, 200*time.Millisecond, 10*time.Second)
+	c.oneOf("media.encoder.x264_preset", enc.X264Preset, X264Presets)
+	if enc.Kind == EncoderPassthrough && cfg.Media.deliversRaw() {
+		c.add("media.encoder.kind", "passthrough needs a source that delivers H.264 (rtsp, file, a v4l2 camera with format h264, custom with format h264); this source delivers raw video, use auto, x264 or v4l2")
+	}
+
+	an := cfg.Media.Analysis
+	c.intRange("media.analysis.width", an.Width, 32, 1920)
+	c.intRange("media.analysis.height", an.Height, 32, 1080)
+	c.intRange("media.analysis.framerate", an.Framerate, 1, 30)
+	c.durRange("media.stall_timeout", cfg.Media.StallTimeout, time.Second, 5*time.Minute)
+	c.durRange("media.restart_backoff", cfg.Media.RestartBackoff, time.Second, 10*time.Minute)
 
 	hub := cfg.Media.Hub
 	c.durRange("media.hub.pre_roll", hub.PreRoll, 0, time.Minute)
@@ -98,7 +98,91 @@ func (cfg *Config) Validate() Problems {
 	if rec.Local.Segment < enc.GOP {
 		c.add("recording.local.segment", "%s is shorter than media.encoder.gop (%s); segments split at keyframes", rec.Local.Segment, enc.GOP)
 	}
+	if rec.Local.MaxAge != 0 && rec.Local.MaxAge < time.Minute {
+		c.add("recording.local.max_age", "%s is too short; use 0 (keep) or at least 1m", rec.Local.MaxAge)
+	}
+	if rec.Local.MaxBytes != 0 && rec.Local.MaxBytes < 16*MiB {
+		c.add("recording.local.max_bytes", "%s is too small; use 0 (no bound) or at least 16MiB", rec.Local.MaxBytes)
+	}
+	kvs := rec.KVS
+	if kvs.StreamName != "" && !streamRE.MatchString(kvs.StreamName) {
+		c.add("recording.kvs.stream_name", "%q: use 1 to 256 of letters, digits, '_', '.' and '-'", kvs.StreamName)
+	}
+	c.intRange("recording.kvs.storage_size_mb", kvs.StorageSizeMB, 10, 4096)
+	c.durRange("recording.kvs.fragment_duration", kvs.FragmentDuration, time.Second, 10*time.Second)
+	c.intRange("recording.kvs.retention_hours", kvs.RetentionHours, 0, 87600)
+	c.oneOf("recording.kvs.streaming_type", kvs.StreamingType, StreamingTypes)
+	c.oneOf("recording.kvs.auth", kvs.Auth, KVSAuths)
+	if kvs.Enabled && cfg.IoT.Endpoint == "" {
+		c.add("recording.kvs.enabled", "needs the device identity: set iot.endpoint (and credentials.endpoint)")
+	}
+	if kvs.Enabled && kvs.Auth == KVSAuthCredentialFile && cfg.Credentials.Endpoint == "" {
+		c.add("recording.kvs.auth", "credential_file needs credentials.endpoint, which keeps the file fresh")
+	}
 	return c.ps
+}
+
+var streamRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
+
+// deliversRaw reports whether the source delivers raw video as configured (auto formats
+// count as H.264-capable: they are resolved when the camera is probed).
+func (m Media) deliversRaw() bool {
+	switch m.Source.Kind {
+	case SourceTest, SourceLibcamera:
+		return true
+	case SourceV4L2, SourceCustom:
+		return m.Source.Format == FormatRaw
+	}
+	return false
+}
+
+// validateSource checks media.source.
+func (cfg *Config) validateSource(c *checker) {
+	src := cfg.Media.Source
+	c.oneOf("media.source.kind", src.Kind, SourceKinds)
+	c.oneOf("media.source.format", src.Format, SourceFormats)
+	switch src.Kind {
+	case SourceFile:
+		switch st, err := os.Stat(src.Path); {
+		case src.Path == "":
+			c.add("media.source.path", "must be set when media.source.kind is file; name an MP4, Matroska or MPEG-TS file with H.264 video")
+		case err != nil:
+			c.add("media.source.path", "%v", err)
+		case st.IsDir():
+			c.add("media.source.path", "%s is a directory; name a video file", src.Path)
+		}
+	case SourceV4L2:
+		if src.Device == "" {
+			c.add("media.source.device", "must be set when media.source.kind is v4l2, e.g. /dev/video0 (edgecam devices lists cameras)")
+		}
+	case SourceRTSP:
+		u, err := url.Parse(src.URL)
+		switch {
+		case src.URL == "":
+			c.add("media.source.url", "must be set when media.source.kind is rtsp, e.g. rtsp://user:password@192.168.1.20:554/stream1")
+		case err != nil:
+			c.add("media.source.url", "%v", RedactURL(err.Error()))
+		case u.Scheme != "rtsp" && u.Scheme != "rtsps":
+			c.add("media.source.url", "%q: use an rtsp:// or rtsps:// URL", RedactURL(src.URL))
+		case u.Host == "":
+			c.add("media.source.url", "%q has no host", RedactURL(src.URL))
+		}
+		c.oneOf("media.source.transport", src.Transport, Transports)
+		c.durRange("media.source.latency", src.Latency, 0, 10*time.Second)
+	case SourceCustom:
+		if strings.TrimSpace(src.Pipeline) == "" {
+			c.add("media.source.pipeline", "must be set when media.source.kind is custom: a gst-launch fragment for the source part")
+		}
+		if src.Format == FormatAuto {
+			c.add("media.source.format", "must be raw or h264 when media.source.kind is custom: say what the fragment delivers")
+		}
+	}
+	c.intRange("media.source.width", src.Width, 16, 7680)
+	c.intRange("media.source.height", src.Height, 16, 4320)
+	if src.Width%2 != 0 || src.Height%2 != 0 {
+		c.add("media.source.width", "%dx%d: width and height must be even for 4:2:0 video", src.Width, src.Height)
+	}
+	c.intRange("media.source.framerate", src.Framerate, 1, 120)
 }
 
 var (

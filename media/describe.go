@@ -1,7 +1,9 @@
 package media
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -10,13 +12,104 @@ import (
 
 // Element names that the rest of edgecam looks up in the pipelines it builds.
 const (
-	VideoSink   = "video"   // appsink delivering Annex-B access units to the Hub
-	EncoderName = "encoder" // the H.264 encoder, when the agent encodes
-	RecorderSrc = "src"     // appsrc of a recording pipeline
-	SegmentMux  = "segments"
+	VideoSink    = "video"    // appsink delivering Annex-B access units to the Hub
+	AnalysisSink = "analysis" // appsink delivering small GRAY8 frames for motion detection
+	EncoderName  = "encoder"  // the H.264 encoder, when the agent encodes
+	RateCaps     = "ratecaps" // capsfilter fixing the encoded frame rate
+	RecorderSrc  = "src"      // appsrc of a recording pipeline
+	SegmentMux   = "segments"
+	KVSSinkName  = "kvs"
 )
 
-// h264Out ends every capture pipeline: one H.264 stream in Annex-B, access-unit aligned, with
+// Encoders a plan can resolve to.
+const (
+	EncodeX264        = config.EncoderX264
+	EncodeV4L2        = config.EncoderV4L2
+	EncodePassthrough = config.EncoderPassthrough
+)
+
+// Probe answers the questions that resolve "auto" settings on this machine. media/gst
+// implements it with GStreamer's registry and device caps.
+type Probe interface {
+	// HasElement reports whether a GStreamer element is installed.
+	HasElement(name string) bool
+	// DeviceCaps returns the caps a V4L2 device offers (one media type per entry, e.g.
+	// "video/x-raw", "video/x-h264", "image/jpeg").
+	DeviceCaps(device string) ([]string, error)
+}
+
+// Plan is a capture pipeline with every "auto" resolved: what the source delivers and
+// which encoder (if any) runs.
+type Plan struct {
+	Source   config.Source
+	Encoder  config.Encoder
+	Analysis config.Analysis
+	// Raw is true when the source delivers raw video.
+	Raw bool
+	// Encode is x264, v4l2 or passthrough.
+	Encode string
+}
+
+// hardwareEncoderDevice is the Raspberry Pi's stateful H.264 encoder.
+const hardwareEncoderDevice = "/dev/video11"
+
+// ResolvePlan settles the source format and the encoder for this machine. Errors say what
+// is missing and how to fix it.
+func ResolvePlan(m config.Media, probe Probe) (Plan, error) {
+	p := Plan{Source: m.Source, Encoder: m.Encoder, Analysis: m.Analysis}
+	src := m.Source
+	switch src.Kind {
+	case config.SourceTest, config.SourceLibcamera:
+		p.Raw = true
+	case config.SourceRTSP, config.SourceFile:
+		p.Raw = false
+	case config.SourceCustom:
+		p.Raw = src.Format == config.FormatRaw
+	case config.SourceV4L2:
+		if _, err := os.Stat(src.Device); err != nil {
+			return p, fmt.Errorf("camera %s: %w — check media.source.device (edgecam devices lists the cameras)", src.Device, err)
+		}
+		switch src.Format {
+		case config.FormatRaw:
+			p.Raw = true
+		case config.FormatH264:
+			p.Raw = false
+		default:
+			caps, err := probe.DeviceCaps(src.Device)
+			if err != nil {
+				return p, fmt.Errorf("camera %s: %w — check media.source.device, or set media.source.format", src.Device, err)
+			}
+			p.Raw = !contains(caps, "video/x-h264")
+		}
+	default:
+		return p, fmt.Errorf("media.source.kind %q is not supported", src.Kind)
+	}
+
+	switch m.Encoder.Kind {
+	case config.EncoderPassthrough:
+		if p.Raw {
+			return p, errors.New("media.encoder.kind passthrough: this source delivers raw video; use auto, x264 or v4l2")
+		}
+		p.Encode = EncodePassthrough
+	case config.EncoderX264, config.EncoderV4L2:
+		p.Encode = m.Encoder.Kind
+	default: // auto
+		switch {
+		case !p.Raw:
+			p.Encode = EncodePassthrough
+		case probe.HasElement("v4l2h264enc") && fileExists(hardwareEncoderDevice):
+			p.Encode = EncodeV4L2
+		default:
+			p.Encode = EncodeX264
+		}
+	}
+	if p.Raw && src.Kind == config.SourceLibcamera && !probe.HasElement("libcamerasrc") {
+		return p, errors.New("libcamerasrc is not installed: install gstreamer1.0-libcamera (Raspberry Pi OS) or use media.source.kind v4l2")
+	}
+	return p, nil
+}
+
+// h264Out ends the main branch: one H.264 stream in Annex-B, access-unit aligned, with
 // SPS/PPS before every IDR, delivered to the appsink that feeds the Hub.
 const h264Out = "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! " +
 	"appsink name=" + VideoSink + " max-buffers=64 drop=false"
@@ -26,34 +119,127 @@ func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// SourceDescription returns the gst-launch description of the capture pipeline: the source,
-// an encoder when the source delivers raw video, and the appsink named VideoSink.
-func SourceDescription(src config.Source, enc config.Encoder) (string, error) {
-	switch src.Kind {
-	case config.SourceFile:
-		// parsebin finds the demuxer for MP4, Matroska or MPEG-TS; sync on the appsink plays
-		// the file in real time, as a camera would deliver it.
-		return "filesrc location=" + quote(src.Path) + " ! parsebin ! " + h264Out + " sync=true", nil
-	case config.SourceTest:
-		raw := fmt.Sprintf("videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=%d/1 ! videoconvert", src.Width, src.Height, src.Framerate)
-		e, err := EncoderDescription(enc, src.Framerate)
+// Description returns the gst-launch description of the capture pipeline: the source, a
+// tee, the main branch (encoder when needed, then the VideoSink appsink) and, when analysis
+// is on, a branch of small GRAY8 frames into the AnalysisSink appsink.
+func (p Plan) Description() (string, error) {
+	src, err := p.sourcePart()
+	if err != nil {
+		return "", err
+	}
+	// File playback is paced by the main sink's clock, like a camera; live sources are not.
+	sync := "sync=false"
+	if p.Source.Kind == config.SourceFile {
+		sync = "sync=true"
+	}
+	var b strings.Builder
+	b.WriteString(src)
+	if p.Raw {
+		b.WriteString(" ! tee name=raw allow-not-linked=true raw. ! queue max-size-buffers=8 max-size-bytes=0 max-size-time=0 ! ")
+		enc, err := p.encoderPart()
 		if err != nil {
 			return "", err
 		}
-		return raw + " ! " + e + " ! " + h264Out + " sync=false", nil
+		b.WriteString(enc + " ! " + h264Out + " " + sync)
+		if p.Analysis.Enabled {
+			b.WriteString(" raw. ! " + p.analysisPart(false))
+		}
+		return b.String(), nil
 	}
-	return "", fmt.Errorf("media.source.kind %q is not supported", src.Kind)
+	// H.264 sources: parse, then either pass through or decode and encode again.
+	b.WriteString(" ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=h264 allow-not-linked=true")
+	b.WriteString(" h264. ! queue max-size-buffers=64 max-size-bytes=0 max-size-time=0 ! ")
+	if p.Encode == EncodePassthrough {
+		b.WriteString(h264Out + " " + sync)
+	} else {
+		enc, err := p.encoderPart()
+		if err != nil {
+			return "", err
+		}
+		b.WriteString("avdec_h264 ! videoconvert ! " + enc + " ! " + h264Out + " " + sync)
+	}
+	if p.Analysis.Enabled {
+		b.WriteString(" h264. ! " + p.analysisPart(true))
+	}
+	return b.String(), nil
 }
 
-// EncoderDescription returns the encoder element for raw video at fps frames per second.
-func EncoderDescription(enc config.Encoder, fps int) (string, error) {
-	keyInt := max(1, int(enc.GOP.Seconds()*float64(fps)+0.5))
-	switch enc.Kind {
-	case config.EncoderAuto, config.EncoderX264:
-		return fmt.Sprintf("x264enc name=%s tune=zerolatency speed-preset=veryfast bframes=0 key-int-max=%d bitrate=%d "+
-			"! video/x-h264,profile=high", EncoderName, keyInt, enc.BitrateKbps), nil
+// sourcePart is the description up to the source's raw video or H.264 elementary stream.
+func (p Plan) sourcePart() (string, error) {
+	s := p.Source
+	rawCaps := fmt.Sprintf("video/x-raw,width=%d,height=%d,framerate=%d/1", s.Width, s.Height, s.Framerate)
+	switch s.Kind {
+	case config.SourceTest:
+		return "videotestsrc is-live=true pattern=ball ! " + rawCaps, nil
+	case config.SourceFile:
+		// parsebin finds the demuxer for MP4, Matroska or MPEG-TS.
+		return "filesrc location=" + quote(s.Path) + " ! parsebin", nil
+	case config.SourceRTSP:
+		protocols := map[string]string{config.TransportTCP: "tcp", config.TransportUDP: "udp+udp-mcast", config.TransportAuto: "tcp+udp+udp-mcast"}[s.Transport]
+		if protocols == "" {
+			protocols = "tcp"
+		}
+		return fmt.Sprintf("rtspsrc location=%s protocols=%s latency=%d drop-on-latency=true tcp-timeout=5000000 ! rtph264depay",
+			quote(s.URL), protocols, s.Latency.Milliseconds()), nil
+	case config.SourceV4L2:
+		if p.Raw {
+			return fmt.Sprintf("v4l2src device=%s io-mode=auto ! %s", quote(s.Device), rawCaps), nil
+		}
+		return fmt.Sprintf("v4l2src device=%s ! video/x-h264,width=%d,height=%d,framerate=%d/1",
+			quote(s.Device), s.Width, s.Height, s.Framerate), nil
+	case config.SourceLibcamera:
+		cam := ""
+		if s.Camera != "" {
+			cam = " camera-name=" + quote(s.Camera)
+		}
+		return "libcamerasrc" + cam + " ! " + rawCaps, nil
+	case config.SourceCustom:
+		return strings.TrimSpace(s.Pipeline), nil
 	}
-	return "", fmt.Errorf("media.encoder.kind %q is not supported", enc.Kind)
+	return "", fmt.Errorf("media.source.kind %q is not supported", s.Kind)
+}
+
+// encoderPart converts raw video (at the configured rate, which RateCaps can change at run
+// time) into H.264 with a fixed GOP and no B-frames.
+func (p Plan) encoderPart() (string, error) {
+	fps := p.Source.Framerate
+	keyInt := max(1, int(p.Encoder.GOP.Seconds()*float64(fps)+0.5))
+	rate := fmt.Sprintf("videorate drop-only=true ! capsfilter name=%s caps=video/x-raw,framerate=%d/1", RateCaps, fps)
+	switch p.Encode {
+	case EncodeX264:
+		return fmt.Sprintf("%s ! videoconvert ! x264enc name=%s tune=zerolatency speed-preset=%s bframes=0 key-int-max=%d bitrate=%d "+
+			"! video/x-h264,profile=high", rate, EncoderName, p.Encoder.X264Preset, keyInt, p.Encoder.BitrateKbps), nil
+	case EncodeV4L2:
+		// The Pi's encoder wants I420/NV12 and an explicit level; repeat_sequence_header puts
+		// SPS/PPS in-band, h264_i_frame_period fixes the GOP.
+		return fmt.Sprintf("%s ! videoconvert ! video/x-raw,format=I420 ! v4l2h264enc name=%s extra-controls=%s ! video/x-h264,level=(string)4",
+			rate, EncoderName, quote(V4L2Controls(p.Encoder.BitrateKbps, keyInt))), nil
+	}
+	return "", fmt.Errorf("encoder %q cannot encode raw video", p.Encode)
+}
+
+// V4L2Controls is v4l2h264enc's extra-controls structure for a bitrate and GOP.
+func V4L2Controls(kbps, keyInt int) string {
+	return fmt.Sprintf("controls,repeat_sequence_header=1,video_bitrate=%d,h264_i_frame_period=%d", kbps*1000, keyInt)
+}
+
+// analysisPart scales video down to small GRAY8 frames for motion detection. Its queue
+// leaks, so that a slow consumer never holds up the main branch.
+func (p Plan) analysisPart(fromH264 bool) string {
+	a := p.Analysis
+	var b strings.Builder
+	if fromH264 {
+		b.WriteString("queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! ")
+		if a.KeyframesOnly {
+			b.WriteString("identity drop-buffer-flags=delta-unit ! ")
+		}
+		b.WriteString("avdec_h264 ! ")
+	} else {
+		b.WriteString("queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! ")
+	}
+	fmt.Fprintf(&b, "videorate drop-only=true max-rate=%d ! videoscale ! videoconvert ! video/x-raw,format=GRAY8,width=%d,height=%d,pixel-aspect-ratio=1/1 ! "+
+		"appsink name=%s sync=false max-buffers=1 drop=true", a.Framerate, a.Width, a.Height, AnalysisSink)
+	return b.String()
 }
 
 // SegmentDescription returns the description of a local recording pipeline: access units from
@@ -68,8 +254,24 @@ func SegmentDescription(dir string, segment time.Duration, format string) (strin
 	default:
 		return "", fmt.Errorf("recording.local.format %q is not supported", format)
 	}
-	return fmt.Sprintf("appsrc name=%s format=time is-live=true do-timestamp=false "+
-		"caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! "+
-		"splitmuxsink name=%s max-size-time=%d muxer-factory=%s location=%s",
-		RecorderSrc, SegmentMux, segment.Nanoseconds(), muxer, quote(dir+"/segment-%05d."+format)), nil
+	return fmt.Sprintf("%s ! h264parse ! splitmuxsink name=%s max-size-time=%d muxer-factory=%s location=%s",
+		appsrcH264, SegmentMux, segment.Nanoseconds(), muxer, quote(dir+"/segment-%05d."+format)), nil
+}
+
+// appsrcH264 feeds a recording pipeline from the Hub.
+const appsrcH264 = "appsrc name=" + RecorderSrc + " format=time is-live=true do-timestamp=false " +
+	"caps=video/x-h264,stream-format=byte-stream,alignment=au"
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -13,6 +14,125 @@ import (
 	"go.uber.org/zap"
 )
 
+// Recorder writes a subscription's access units somewhere until ctx ends or the
+// subscription closes, then finalises what it wrote. It closes the subscription.
+type Recorder interface {
+	Name() string
+	Record(ctx context.Context, sub *Subscription) error
+}
+
+// RecordLoop runs rec until ctx ends, starting with sub (subscribed before the source
+// started, so that nothing is missed) and, after a failure, with a new subscription from the
+// current GOP, waiting with jittered back-off between attempts.
+func RecordLoop(ctx context.Context, hub *Hub, rec Recorder, sub *Subscription, queueFrames int, log *zap.Logger) error {
+	backoff := time.Second
+	for {
+		err := rec.Record(ctx, sub)
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return err
+		}
+		if err == nil { // the hub closed: the agent is stopping
+			return nil
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn("recording failed; starting it again", zap.String("recorder", rec.Name()), zap.Error(err), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, time.Minute)
+		sub = hub.Subscribe(SubscribeOptions{Name: rec.Name(), QueueFrames: queueFrames})
+	}
+}
+
+// feeder pushes a subscription into an appsrc pipeline and finalises it on stop.
+type feeder struct {
+	name  string
+	desc  string
+	log   *zap.Logger
+	drain time.Duration
+	// setup prepares the pipeline before it plays (signals, properties).
+	setup func(*gst.Pipeline) error
+	// onKeyframe learns each keyframe's pipeline timestamp and wall time.
+	onKeyframe func(pts time.Duration, wall time.Time)
+	// allow, when set, says whether units may be written now (false: dropped; writing
+	// resumes on a keyframe).
+	allow func() bool
+}
+
+// record runs one pipeline for the subscription. The subscription's first unit must be a
+// keyframe (the Hub guarantees it).
+func (f *feeder) record(ctx context.Context, sub *Subscription) error {
+	defer sub.Close()
+	p, err := gst.Parse(f.desc, gst.Options{Name: f.name, Log: f.log})
+	if err != nil {
+		return err
+	}
+	src, err := p.AppSrc(RecorderSrc)
+	if err != nil {
+		return err
+	}
+	if f.setup != nil {
+		if err := f.setup(p); err != nil {
+			return err
+		}
+	}
+	// The pipeline outlives ctx: it ends with the end-of-stream that the feeder pushes
+	// last, which makes the muxer finalise its file, or when the drain time is up.
+	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		f.feed(feedCtx, sub, src)
+		_ = src.EndOfStream()
+		time.AfterFunc(f.drain, abort)
+	}()
+	err = p.Run(runCtx)
+	stopFeed()
+	<-fed
+	switch {
+	case errors.Is(err, gst.ErrEOS):
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s did not finish within %s: the last part may be incomplete", f.name, f.drain)
+	}
+	return err
+}
+
+// feed pushes units until ctx ends, the subscription closes or the pipeline stops taking them.
+func (f *feeder) feed(ctx context.Context, sub *Subscription, src *gst.AppSrc) {
+	base := time.Duration(-1)
+	paused := false
+	for {
+		au, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if f.allow != nil && !f.allow() {
+			paused = true
+			continue
+		}
+		if paused && !au.Keyframe {
+			continue
+		}
+		paused = false
+		if base < 0 {
+			base = au.PTS
+		}
+		if au.Keyframe && f.onKeyframe != nil {
+			f.onKeyframe(au.PTS-base, au.Wall)
+		}
+		buf := gst.Buffer{Data: au.Data, PTS: au.PTS - base, DTS: au.DTS - base, Duration: au.Duration, Delta: !au.Keyframe}
+		if err := src.Push(buf); err != nil {
+			f.log.Debug("recording pipeline stopped taking frames", zap.Error(err))
+			return
+		}
+	}
+}
+
 // SegmentOptions configure local recording.
 type SegmentOptions struct {
 	Dir     string
@@ -21,14 +141,16 @@ type SegmentOptions struct {
 	Log     *zap.Logger
 	// Drain bounds the wait for the last file to be finalised when recording stops.
 	Drain time.Duration
+	// Janitor, when set, is told about new files and may pause writing (disk full).
+	Janitor *Janitor
 }
 
 // SegmentRecorder writes access units into local segment files of about Segment length,
-// each starting on a keyframe and playable on its own.
+// each starting on a keyframe, playable on its own, and named after its first frame's time.
 type SegmentRecorder struct {
 	opts SegmentOptions
 	log  *zap.Logger
-	desc string
+	f    *feeder
 
 	mu    sync.Mutex
 	files []string
@@ -59,75 +181,32 @@ func NewSegmentRecorder(opts SegmentOptions) (*SegmentRecorder, error) {
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w; set recording.local.dir to a writable directory", err)
 	}
-	return &SegmentRecorder{opts: opts, log: opts.Log.With(zap.String("recorder", "local")), desc: desc}, nil
-}
-
-// Record writes the subscription's access units until ctx ends or the subscription closes,
-// then finalises the current file. The subscription's first unit must be a keyframe (the
-// Hub guarantees it). Record closes sub.
-func (r *SegmentRecorder) Record(ctx context.Context, sub *Subscription) error {
-	defer sub.Close()
-	p, err := gst.Parse(r.desc, gst.Options{Name: "segments", Log: r.log})
-	if err != nil {
-		return err
-	}
-	src, err := p.AppSrc(RecorderSrc)
-	if err != nil {
-		return err
-	}
-	if err := p.NameSegments(SegmentMux, r.nextFile); err != nil {
-		return err
-	}
-
-	// The pipeline outlives ctx: it ends with the end-of-stream that the feeder pushes
-	// last, which makes the muxer finalise the file, or when the drain time is up.
-	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
-	feedCtx, stopFeed := context.WithCancel(ctx)
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		r.feed(feedCtx, sub, src)
-		_ = src.EndOfStream()
-		time.AfterFunc(r.opts.Drain, abort)
-	}()
-	err = p.Run(runCtx)
-	stopFeed()
-	<-fed
-	switch {
-	case errors.Is(err, gst.ErrEOS):
-		return nil
-	case err == nil:
-		return fmt.Errorf("recording did not finish within %s: the last segment may be incomplete", r.opts.Drain)
-	}
-	return err
-}
-
-// feed pushes units until ctx ends, the subscription closes or the pipeline stops taking them.
-func (r *SegmentRecorder) feed(ctx context.Context, sub *Subscription, src *gst.AppSrc) {
-	base := time.Duration(-1)
-	for {
-		au, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		if base < 0 {
-			base = au.PTS
-		}
-		if au.Keyframe {
+	r := &SegmentRecorder{opts: opts, log: opts.Log.With(zap.String("recorder", "local"))}
+	r.f = &feeder{
+		name: "segments", desc: desc, log: r.log, drain: opts.Drain,
+		setup: func(p *gst.Pipeline) error { return p.NameSegments(SegmentMux, r.nextFile) },
+		onKeyframe: func(pts time.Duration, wall time.Time) {
 			r.mu.Lock()
 			if len(r.keys) == maxPushedKeys {
 				r.keys = append(r.keys[:0], r.keys[1:]...)
 			}
-			r.keys = append(r.keys, pushedKey{pts: au.PTS - base, wall: au.Wall})
+			r.keys = append(r.keys, pushedKey{pts: pts, wall: wall})
 			r.mu.Unlock()
-		}
-		buf := gst.Buffer{Data: au.Data, PTS: au.PTS - base, DTS: au.DTS - base, Duration: au.Duration, Delta: !au.Keyframe}
-		if err := src.Push(buf); err != nil {
-			r.log.Debug("recording pipeline stopped taking frames", zap.Error(err))
-			return
-		}
+		},
 	}
+	if opts.Janitor != nil {
+		r.f.allow = func() bool { return !opts.Janitor.Paused() }
+	}
+	return r, nil
+}
+
+// Name identifies the recorder.
+func (r *SegmentRecorder) Name() string { return "local" }
+
+// Record writes the subscription's access units until ctx ends or the subscription closes,
+// then finalises the current file. Record closes sub.
+func (r *SegmentRecorder) Record(ctx context.Context, sub *Subscription) error {
+	return r.f.record(ctx, sub)
 }
 
 // nextFile names a new segment after the wall time of its first keyframe, in UTC.
@@ -147,12 +226,10 @@ func (r *SegmentRecorder) nextFile(_ uint, firstPTS time.Duration) string {
 	}
 	r.files = append(r.files, name)
 	r.log.Info("new segment", zap.String("file", name))
+	if r.opts.Janitor != nil {
+		r.opts.Janitor.Kick()
+	}
 	return name
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // Files returns the segment files written so far, oldest first.
@@ -161,3 +238,42 @@ func (r *SegmentRecorder) Files() []string {
 	defer r.mu.Unlock()
 	return append([]string(nil), r.files...)
 }
+
+// KVSRecorder writes access units into Kinesis Video Streams through kvssink.
+type KVSRecorder struct {
+	opts KVSOptions
+	f    *feeder
+}
+
+// NewKVSRecorder checks the options; kvssink must be installed (see KVSAvailable).
+func NewKVSRecorder(o KVSOptions, log *zap.Logger) (*KVSRecorder, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	desc, err := KVSDescription(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Config.ControlPlaneURI != "" {
+		// kvssink reads its control plane from the environment.
+		if err := os.Setenv("CONTROL_PLANE_URI", o.Config.ControlPlaneURI); err != nil {
+			return nil, err
+		}
+	}
+	log = log.With(zap.String("recorder", "kvs"), zap.String("stream", o.StreamName))
+	return &KVSRecorder{opts: o, f: &feeder{name: "kvs", desc: desc, log: log, drain: 30 * time.Second}}, nil
+}
+
+// KVSAvailable reports whether kvssink is installed (Debian does not package it).
+func KVSAvailable() bool { return gst.HasElement("kvssink") }
+
+// Name identifies the recorder.
+func (r *KVSRecorder) Name() string { return "kvs" }
+
+// Record streams the subscription to KVS until ctx ends; Record closes sub.
+func (r *KVSRecorder) Record(ctx context.Context, sub *Subscription) error {
+	return r.f.record(ctx, sub)
+}
+
+// DefaultProbe answers with this machine's GStreamer.
+func DefaultProbe() Probe { return gst.Probe{} }

@@ -26,6 +26,8 @@ type KVSCredentialFile struct {
 	// RefreshBefore is how long before expiry the file is rewritten.
 	RefreshBefore time.Duration
 	Log           *zap.Logger
+	// OnUpdate, when set, is called after each successful write.
+	OnUpdate func(aws.Credentials)
 }
 
 // Update writes the file once and returns the credentials written.
@@ -60,6 +62,9 @@ func (k *KVSCredentialFile) Run(ctx context.Context) error {
 		} else {
 			retry = time.Second
 			wait = max(time.Until(c.Expires)-k.RefreshBefore, time.Second)
+			if k.OnUpdate != nil {
+				k.OnUpdate(c)
+			}
 			log.Debug("kvssink credentials written", zap.String("file", k.Path), zap.Time("expires", c.Expires), zap.Duration("next", wait))
 		}
 		select {

@@ -85,9 +85,10 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		c.Recording.Mode = config.RecordContinuous
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {
-			c.Media.Source = config.Source{Kind: config.SourceFile, Path: video, Loop: true, Width: c.Media.Source.Width, Height: c.Media.Source.Height, Framerate: c.Media.Source.Framerate}
+			c.Media.Source.Kind, c.Media.Source.Path, c.Media.Source.Loop = config.SourceFile, video, true
 		} else {
-			c.Media.Source = config.Source{Kind: config.SourceTest, Width: 640, Height: 360, Framerate: 15}
+			c.Media.Source.Kind = config.SourceTest
+			c.Media.Source.Width, c.Media.Source.Height, c.Media.Source.Framerate = 640, 360, 15
 		}
 	})
 	if err != nil {
