@@ -8,7 +8,10 @@ import (
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/media"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func testConfig(t *testing.T) config.Config {
@@ -59,4 +62,25 @@ func TestNewRejectsUnsupportedSource(t *testing.T) {
 	cfg.Media.Source.Kind = "webcam"
 	_, err := New(Options{Config: cfg})
 	require.ErrorContains(t, err, `media.source.kind "webcam" is not supported`)
+}
+
+func TestKVSWithoutKvssinkFallsBackToLocalSegments(t *testing.T) {
+	if media.KVSAvailable() {
+		t.Skip("kvssink is installed here")
+	}
+	cfg := testConfig(t)
+	cfg.Recording.KVS.Enabled = true
+	cfg.Recording.Local.Enabled = false
+	core, logs := observer.New(zap.InfoLevel)
+	a, err := New(Options{Config: cfg, Log: zap.New(core)})
+	require.NoError(t, err)
+	warnings := logs.FilterLevelExact(zap.WarnLevel).All()
+	require.Len(t, warnings, 1, "one clear warning")
+	require.Contains(t, warnings[0].Message, "kvssink GStreamer element is not installed")
+	require.Contains(t, warnings[0].Message, "recording local segments instead")
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	require.NoError(t, a.Run(ctx))
+	require.NotEmpty(t, a.Recordings(), "local segments were written instead")
+	require.Len(t, logs.FilterLevelExact(zap.WarnLevel).All(), 1, "and only once")
 }

@@ -78,7 +78,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.String("log-format", "", "log format: auto, console, json (log.format)")
 	g.flags = pf
 
-	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newConfigCmd(g), newVersionCmd())
+	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newDevicesCmd(), newConfigCmd(g), newVersionCmd())
 	return root
 }
 

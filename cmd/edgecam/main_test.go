@@ -165,3 +165,13 @@ func TestDryRunSIGTERMLeavesPlayableSegments(t *testing.T) {
 	require.Equal(t, captured, recorded)
 	require.Greater(t, recorded, 150, "the second segment holds frames too")
 }
+
+func TestDevicesCommand(t *testing.T) {
+	out, _, code := run(t, "devices")
+	require.Equal(t, exitOK, code)
+	if _, err := os.Stat("/dev/video0"); err != nil {
+		require.Contains(t, out, "No cameras found")
+	} else {
+		require.Contains(t, out, "config: media.source:")
+	}
+}

@@ -65,7 +65,7 @@ type Camera struct {
 func Cameras() []Camera {
 	Init()
 	mon := gst.NewDeviceMonitor()
-	mon.AddFilter("Video/Source", nil)
+	mon.AddFilter("Video/Source", gst.NewAnyCaps()) // go-gst crashes on nil caps
 	if !mon.Start() {
 		return nil
 	}
