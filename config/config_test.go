@@ -271,3 +271,42 @@ func TestCloudValidation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"Location": "lab"}, l.Provisioning.Parameters)
 }
+
+func TestMediaValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"rtsp without URL", "media:\n  source:\n    kind: rtsp\n", []string{"media.source.url: must be set when media.source.kind is rtsp"}},
+		{"rtsp with an http URL, password hidden", "media:\n  source:\n    kind: rtsp\n    url: http://admin:hunter2@cam/live\n", []string{`media.source.url: "http://admin:***@cam/live": use an rtsp:// or rtsps:// URL`}},
+		{"custom without fragment or format", "media:\n  source:\n    kind: custom\n", []string{"media.source.format: must be raw or h264", "media.source.pipeline: must be set"}},
+		{"passthrough of a raw source", "media:\n  source:\n    kind: test\n  encoder:\n    kind: passthrough\n", []string{"media.encoder.kind: passthrough needs a source that delivers H.264"}},
+		{"kvs without the cloud", "recording:\n  kvs:\n    enabled: true\n", []string{"recording.kvs.enabled: needs the device identity"}},
+		{"bad kvs values", "recording:\n  kvs:\n    streaming_type: live\n    fragment_duration: 20s\n", []string{"recording.kvs.fragment_duration: 20s is out of range", `recording.kvs.streaming_type: "live" is not allowed`}},
+		{"tiny local bounds", "recording:\n  local:\n    max_age: 10s\n    max_bytes: 1MiB\n", []string{"recording.local.max_age: 10s is too short", "recording.local.max_bytes: 1MiB is too small"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
+			var cerr *Error
+			require.ErrorAs(t, err, &cerr)
+			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
+			for i, w := range tt.want {
+				require.Contains(t, cerr.Problems[i].String(), w)
+			}
+			require.NotContains(t, err.Error(), "hunter2")
+		})
+	}
+}
+
+func TestPrintRedactsURLPasswords(t *testing.T) {
+	cfg := Default()
+	cfg.Media.Source.Kind = SourceRTSP
+	cfg.Media.Source.URL = "rtsp://admin:hunter2@10.0.0.5:554/live"
+	out, err := cfg.YAML()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "url: rtsp://admin:***@10.0.0.5:554/live")
+	require.NotContains(t, string(out), "hunter2")
+	require.Equal(t, "rtsp://u:***@h/p and rtsps://x:***@y", RedactURL("rtsp://u:p@h/p and rtsps://x:y@y"))
+}

@@ -115,8 +115,7 @@ func (cfg *Config) Validate() Problems {
 	c.oneOf("recording.kvs.auth", kvs.Auth, KVSAuths)
 	if kvs.Enabled && cfg.IoT.Endpoint == "" {
 		c.add("recording.kvs.enabled", "needs the device identity: set iot.endpoint (and credentials.endpoint)")
-	}
-	if kvs.Enabled && kvs.Auth == KVSAuthCredentialFile && cfg.Credentials.Endpoint == "" {
+	} else if kvs.Enabled && kvs.Auth == KVSAuthCredentialFile && cfg.Credentials.Endpoint == "" {
 		c.add("recording.kvs.auth", "credential_file needs credentials.endpoint, which keeps the file fresh")
 	}
 	return c.ps

@@ -150,9 +150,9 @@ type setupError struct{ err error }
 func (e *setupError) Error() string { return e.err.Error() }
 
 func (s *Source) runOnce(ctx context.Context) error {
-	p, err := gst.Parse(s.desc, gst.Options{Name: "capture", Log: s.log})
+	p, err := gst.Parse(s.desc, gst.Options{Name: "capture", Log: s.log, Redact: config.RedactURL})
 	if err != nil {
-		return &setupError{fmt.Errorf("%s", config.RedactURL(err.Error()))}
+		return &setupError{err}
 	}
 	if err := p.OnSample(VideoSink, s.onSample); err != nil {
 		return &setupError{err}

@@ -36,6 +36,16 @@ type Options struct {
 	Drain time.Duration
 	// Log receives warnings and state changes; nil discards them.
 	Log *zap.Logger
+	// Redact, when set, cleans every text that leaves the package (errors, warnings, the
+	// description): RTSP URLs carry passwords.
+	Redact func(string) string
+}
+
+func (o Options) redact(s string) string {
+	if o.Redact == nil {
+		return s
+	}
+	return o.Redact(s)
 }
 
 // Pipeline is a GStreamer pipeline built from a gst-launch description.
@@ -60,7 +70,7 @@ func Parse(desc string, opts Options) (*Pipeline, error) {
 	}
 	p, err := gst.NewPipelineFromString(desc)
 	if err != nil {
-		return nil, fmt.Errorf("pipeline %s: %w (description: %s)", opts.Name, err, desc)
+		return nil, fmt.Errorf("pipeline %s: %s (description: %s)", opts.Name, opts.redact(err.Error()), opts.redact(desc))
 	}
 	return &Pipeline{opts: opts, p: p, log: opts.Log.With(zap.String("pipeline", opts.Name))}, nil
 }
@@ -161,7 +171,7 @@ func (p *Pipeline) handle(msg *gst.Message) (done bool, err error) {
 		return true, p.busError(msg)
 	case gst.MessageWarning:
 		w := msg.ParseWarning()
-		p.log.Warn("GStreamer warning", zap.String("element", msg.Source()), zap.String("message", w.Error()), zap.String("debug", w.DebugString()))
+		p.log.Warn("GStreamer warning", zap.String("element", msg.Source()), zap.String("message", p.opts.redact(w.Error())), zap.String("debug", p.opts.redact(w.DebugString())))
 	case gst.MessageLatency:
 		p.p.RecalculateLatency()
 	case gst.MessageClockLost:
@@ -179,7 +189,7 @@ func (p *Pipeline) handle(msg *gst.Message) (done bool, err error) {
 
 func (p *Pipeline) busError(msg *gst.Message) error {
 	gerr := msg.ParseError()
-	return &Error{Pipeline: p.opts.Name, Element: msg.Source(), Message: gerr.Error(), Debug: gerr.DebugString()}
+	return &Error{Pipeline: p.opts.Name, Element: msg.Source(), Message: p.opts.redact(gerr.Error()), Debug: p.opts.redact(gerr.DebugString())}
 }
 
 // drainBusForError returns the first error message already posted, if any.
