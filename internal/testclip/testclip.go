@@ -15,6 +15,18 @@ import (
 // Ball is the default clip: 640x360, 15 fps, 30 s, 2 s GOP, a ball moving in known intervals.
 const Ball = "ball-640x360-15fps-30s"
 
+// The motion suite: 640x360, 15 fps, 2 s GOP, a static SMPTE-bars scene and one change.
+const (
+	MotionObject    = "motion-object-300s"    // a ball moving 150-155 s and 230-233 s
+	MotionSmallSlow = "motion-small-slow-60s" // a small ball creeping 20-40 s
+	MotionLighting  = "motion-lighting-60s"   // lights on at 20 s, off at 40 s; nothing moves
+	MotionIRSwitch  = "motion-ir-switch-60s"  // grey IR-like picture 20-40 s; nothing moves
+	MotionNoise     = "motion-noise-60s"      // sensor-like noise only
+)
+
+// Suite lists the motion suite's clips.
+var Suite = []string{MotionObject, MotionSmallSlow, MotionLighting, MotionIRSwitch, MotionNoise}
+
 // Interval is a labelled span of a clip, in seconds.
 type Interval struct {
 	Start float64 `json:"start"`
@@ -31,6 +43,7 @@ type Sidecar struct {
 	Duration   float64    `json:"duration_seconds"`
 	Frames     int        `json:"frames"`
 	Motion     []Interval `json:"motion"`
+	Kind       string     `json:"kind,omitempty"`
 }
 
 // Root returns the repository root (the directory holding go.mod).
