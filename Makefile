@@ -30,6 +30,7 @@ testdata: deps $(CLIPS)/.stamp
 
 # Clips are regenerated when the generator changes.
 $(CLIPS)/.stamp: scripts/gen-testdata.sh
+	rm -f $(CLIPS)/*.mp4 $(CLIPS)/*.json
 	scripts/gen-testdata.sh $(CLIPS)
 	@touch $@
 
