@@ -32,6 +32,7 @@ const (
 	// Ports the CLI uses, so that the generated agent configuration stays valid.
 	DefaultMQTTPort        = 18883
 	DefaultCredentialsPort = 18443
+	DefaultKVSPort         = 18444
 )
 
 // Options configure a localcloud.
@@ -54,7 +55,21 @@ type Options struct {
 	AllowSerials []string
 	// DeviceConfiguration is what RegisterThing returns ({{thing}} is the thing name).
 	DeviceConfiguration map[string]string
-	Log                 *zap.Logger
+	// KVSPort serves the Kinesis Video Streams signaling stand-in (control plane,
+	// GetIceServerConfig and the signaling WebSocket; plain HTTP and TLS on the same port);
+	// 0 picks a free port.
+	KVSPort int
+	// KVSChannel is the signaling channel created on first start and named in viewer.json
+	// (default DefaultSignalingChannel); masters may create others.
+	KVSChannel string
+	// KVSICEServers are what GetIceServerConfig returns (default none: no TURN server here).
+	KVSICEServers []ICEServerConfig
+	// KVSClockSkew shifts the KVS stand-in's clock (signature checks and the Date header),
+	// to test clock-skew correction.
+	KVSClockSkew time.Duration
+	// KVSChannelActivation is how long a new channel stays CREATING (default 500 ms).
+	KVSChannelActivation time.Duration
+	Log                  *zap.Logger
 }
 
 // Paths are the files a localcloud keeps in its directory.
@@ -84,6 +99,7 @@ type Cloud struct {
 	mu        sync.Mutex
 	broker    *broker
 	http      *http.Server
+	kvs       *kvsServer
 	mqttEP    string
 	credsEP   string
 	done      chan struct{}
@@ -274,12 +290,25 @@ func (c *Cloud) Start(ctx context.Context) error {
 		mqttLn.Close()
 		return fmt.Errorf("localcloud: credentials listener: %w (another localcloud running? pick other ports)", err)
 	}
+	kvs, err := startKVS(kvsOptions{
+		Addr: net.JoinHostPort(c.opts.Host, strconv.Itoa(c.opts.KVSPort)), Dir: c.opts.Dir, Region: c.opts.Region,
+		Account: DefaultAccount, Channel: c.opts.KVSChannel, Activation: c.opts.KVSChannelActivation, Skew: c.opts.KVSClockSkew,
+		ICE: c.opts.KVSICEServers, Issued: c.creds.Lookup, Log: c.log.Named("kvs"),
+		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
+	})
+	if err != nil {
+		mqttLn.Close()
+		credsLn.Close()
+		return fmt.Errorf("localcloud: %w", err)
+	}
 	b, err := newBroker(mqttLn, tlsCfg, c.reg, c.fleet, c.log.Named("mqtt"))
 	if err != nil {
 		mqttLn.Close()
 		credsLn.Close()
+		kvs.close(context.Background())
 		return err
 	}
+	c.kvs = kvs
 	c.broker = b
 	c.mqttEP = mqttLn.Addr().String()
 	c.credsEP = credsLn.Addr().String()
@@ -309,7 +338,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 		case <-c.done:
 		}
 	}()
-	c.log.Info("localcloud listening", zap.String("mqtt", c.mqttEP), zap.String("credentials", c.credsEP))
+	c.log.Info("localcloud listening", zap.String("mqtt", c.mqttEP), zap.String("credentials", c.credsEP), zap.String("kvs", "http://"+kvs.addr))
 	return nil
 }
 
@@ -341,7 +370,7 @@ func (c *Cloud) Close() error {
 	close(c.done)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return errors.Join(c.http.Shutdown(shutdownCtx), c.broker.close())
+	return errors.Join(c.http.Shutdown(shutdownCtx), c.broker.close(), c.kvs.close(shutdownCtx))
 }
 
 // MQTTEndpoint returns the broker's host:port.
