@@ -15,6 +15,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/iot"
 	"github.com/edgecam/edgecam/media"
+	"github.com/edgecam/edgecam/media/webrtc"
 	"go.uber.org/zap"
 )
 
@@ -44,7 +45,10 @@ type Agent struct {
 	// starts once the device identity (the default stream name) is known.
 	kvsWanted bool
 
+	webrtc *webrtc.Server
+
 	mu         sync.Mutex
+	live       *liveView
 	thing      string
 	conn       *iot.Conn
 	creds      aws.CredentialsProvider
@@ -101,6 +105,26 @@ func New(opts Options) (*Agent, error) {
 		})
 		a.recorder, err = media.NewSegmentRecorder(media.SegmentOptions{
 			Dir: dir, Segment: rec.Local.Segment, Format: rec.Local.Format, Log: log.Named("recorder"), Janitor: a.janitor,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if cfg.WebRTC.Enabled && cfg.IoT.Endpoint != "" {
+		a.webrtc, err = webrtc.NewServer(webrtc.Options{
+			Hub:             hub,
+			ICEServers:      a.liveICEServers,
+			MaxViewers:      cfg.WebRTC.MaxViewers,
+			UDPPort:         cfg.WebRTC.UDPPort,
+			IncludeLoopback: cfg.WebRTC.Loopback,
+			QueueFrames:     cfg.Media.Hub.QueueFrames,
+			InitialBitrate:  cfg.Media.Encoder.BitrateKbps * 1000,
+			RequestKeyframe: func() {
+				if err := a.source.ForceKeyframe(); err != nil && !errors.Is(err, media.ErrNotEncoding) {
+					log.Debug("keyframe request failed", zap.Error(err))
+				}
+			},
+			Log: log.Named("webrtc"),
 		})
 		if err != nil {
 			return nil, err
@@ -171,6 +195,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if recSub != nil {
 		a.startRecorder(a.recorder, recSub)
 	}
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		a.controlEncoder(recordCtx)
+	}()
 
 	srcErr := a.source.Run(ctx)
 	switch {
@@ -185,8 +214,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	stopRecording()
 	a.recorders.Wait()
+	<-controlDone
 	if janitorDone != nil {
 		<-janitorDone
+	}
+	if a.webrtc != nil {
+		_ = a.webrtc.Close()
 	}
 	a.hub.Close()
 	stopCloud()
@@ -265,6 +298,26 @@ func (a *Agent) deviceConn() *iot.Conn {
 	return a.conn
 }
 
+func (a *Agent) setLiveView(lv *liveView) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.live = lv
+}
+
+// liveICEServers returns the ICE servers of the signaling channel (nil before it connects).
+func (a *Agent) liveICEServers() []webrtc.ICEServer {
+	a.mu.Lock()
+	lv := a.live
+	a.mu.Unlock()
+	if lv == nil {
+		return nil
+	}
+	return lv.iceServers()
+}
+
+// WebRTC returns the live-view server (nil when live view is off).
+func (a *Agent) WebRTC() *webrtc.Server { return a.webrtc }
+
 func (a *Agent) setCredentials(c aws.CredentialsProvider) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -288,6 +341,7 @@ type Status struct {
 		Segments int    `json:"segments"`
 	} `json:"recording"`
 	Subscribers int `json:"subscribers"`
+	Viewers     int `json:"viewers"`
 }
 
 // StatusNow returns the agent's status.
@@ -301,6 +355,9 @@ func (a *Agent) StatusNow(state string) Status {
 	s.Recording.Mode = a.cfg.Recording.Mode
 	s.Recording.Segments = len(a.Recordings())
 	s.Subscribers = len(a.hub.Stats().Subscribers)
+	if a.webrtc != nil {
+		s.Viewers = a.webrtc.Viewers()
+	}
 	return s
 }
 

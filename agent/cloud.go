@@ -174,7 +174,11 @@ func (l *cloudLink) run(ctx context.Context) {
 
 	credsReady := make(chan struct{})
 	var workers sync.WaitGroup
-	workers.Add(2)
+	workers.Add(3)
+	go func() {
+		defer workers.Done()
+		l.runLiveView(ctx, id, credsReady)
+	}()
 	go func() {
 		defer workers.Done()
 		l.runCredentials(ctx, id, credsReady)

@@ -23,6 +23,7 @@ type Config struct {
 	Provisioning Provisioning `yaml:"provisioning"`
 	Credentials  Credentials  `yaml:"credentials"`
 	Telemetry    Telemetry    `yaml:"telemetry"`
+	WebRTC       WebRTC       `yaml:"webrtc"`
 	Media        Media        `yaml:"media"`
 	Recording    Recording    `yaml:"recording"`
 }
@@ -71,6 +72,26 @@ type Credentials struct {
 	RoleAlias     string        `yaml:"role_alias"`
 	RefreshBefore time.Duration `yaml:"refresh_before"`
 	KVSSinkFile   string        `yaml:"kvssink_file"`
+}
+
+// WebRTC configures live view through KVS WebRTC signaling, the camera being the master.
+type WebRTC struct {
+	Enabled bool `yaml:"enabled"`
+	// Channel is the signaling channel; empty: the provisioning answer's
+	// signalingChannelName, else the thing name.
+	Channel       string `yaml:"channel"`
+	CreateChannel bool   `yaml:"create_channel"`
+	// ControlPlane overrides https://kinesisvideo.<region>.amazonaws.com (localcloud).
+	ControlPlane string `yaml:"control_plane"`
+	// STUN overrides stun:stun.kinesisvideo.<region>.amazonaws.com:443; "none" disables it.
+	STUN       string `yaml:"stun"`
+	MaxViewers int    `yaml:"max_viewers"`
+	// UDPPort multiplexes every viewer over one UDP port (firewalls); 0 picks ports freely.
+	UDPPort int `yaml:"udp_port"`
+	// Loopback offers loopback candidates, for viewers on the same machine.
+	Loopback bool `yaml:"loopback"`
+	// MinBitrateKbps is the lowest encoder bitrate congestion control may ask for.
+	MinBitrateKbps int `yaml:"min_bitrate_kbps"`
 }
 
 // Telemetry configures status messages over MQTT.
@@ -258,6 +279,7 @@ func Default() Config {
 		},
 		Credentials: Credentials{RoleAlias: "edgecam-kvs", RefreshBefore: 5 * time.Minute},
 		Telemetry:   Telemetry{Enabled: true, Interval: time.Minute},
+		WebRTC:      WebRTC{Enabled: true, CreateChannel: true, MaxViewers: 10, MinBitrateKbps: 300},
 		Media: Media{
 			Source: Source{
 				Kind: SourceTest, Device: "/dev/video0", Format: FormatAuto, Transport: TransportTCP,

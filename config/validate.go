@@ -249,7 +249,28 @@ func (cfg *Config) validateCloud(c *checker) {
 	// AWS credentials live 900 s at least; refreshing later than that would let them lapse.
 	c.durRange("credentials.refresh_before", cr.RefreshBefore, 10*time.Second, 10*time.Minute)
 	c.durRange("telemetry.interval", cfg.Telemetry.Interval, time.Second, 24*time.Hour)
+
+	w := cfg.WebRTC
+	if w.Channel != "" && !channelRE.MatchString(w.Channel) {
+		c.add("webrtc.channel", "%q: use 1 to 256 of letters, digits, '_', '.' and '-'", w.Channel)
+	}
+	if w.ControlPlane != "" {
+		if u, err := url.Parse(w.ControlPlane); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			c.add("webrtc.control_plane", "%q: write an http(s):// URL, e.g. https://kinesisvideo.eu-west-1.amazonaws.com", w.ControlPlane)
+		}
+	}
+	if w.STUN != "" && w.STUN != "none" && !strings.HasPrefix(w.STUN, "stun:") {
+		c.add("webrtc.stun", "%q: write stun:host:port, or none", w.STUN)
+	}
+	c.intRange("webrtc.max_viewers", w.MaxViewers, 1, 10)
+	c.intRange("webrtc.udp_port", w.UDPPort, 0, 65535)
+	c.intRange("webrtc.min_bitrate_kbps", w.MinBitrateKbps, 50, 50000)
+	if b := cfg.Media.Encoder.BitrateKbps; b >= 50 && w.MinBitrateKbps > b { // a bad bitrate is reported once
+		c.add("webrtc.min_bitrate_kbps", "%d is above media.encoder.bitrate_kbps (%d)", w.MinBitrateKbps, cfg.Media.Encoder.BitrateKbps)
+	}
 }
+
+var channelRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
 
 // checkEndpoint accepts host or host:port, without a scheme.
 func checkEndpoint(ep string) error {

@@ -29,8 +29,13 @@ provisioning:
 credentials:
   endpoint: %[9]s
   role_alias: %[10]s
+webrtc:
+  control_plane: %[11]s
+  # Viewers on this machine (the page at %[11]s/viewer/) need loopback candidates.
+  loopback: true
+  stun: none
 `, p.AgentConfig, q(stateDir), c.opts.Region, q(c.MQTTEndpoint()), q(p.CA), q(p.ClaimCert), q(p.ClaimKey),
-		c.opts.Template, q(c.CredentialsEndpoint()), c.opts.RoleAliases[0])
+		c.opts.Template, q(c.CredentialsEndpoint()), c.opts.RoleAliases[0], q(c.KVSEndpoint()))
 }
 
 // WriteAgentConfig writes AgentConfig to DIR/edgecam.yaml unless that file exists already

@@ -160,6 +160,7 @@ func (k *kvsServer) handler() http.Handler {
 	mux.Handle(kvsHTTPSPath+"/v1/get-ice-server-config", ice)
 	mux.Handle("/v1/get-ice-server-config", ice)
 	mux.HandleFunc(kvsWebSocketPath, k.connect)
+	mux.Handle("/viewer/", k.viewerPage())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		serviceError(http.StatusNotFound, "UnknownOperationException", "%s %s is not an operation of this endpoint", r.Method, r.URL.Path).write(w)
 	})

@@ -82,6 +82,9 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		c.Provisioning.Template = cloud.Template()
 		c.Credentials.Endpoint = cloud.CredentialsEndpoint()
 		c.Credentials.RoleAlias = cloud.RoleAlias()
+		c.WebRTC.ControlPlane = cloud.KVSEndpoint()
+		c.WebRTC.Loopback = true
+		c.WebRTC.STUN = "none" // loopback only: no Internet STUN server to ask
 		c.Recording.Mode = config.RecordContinuous
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {
@@ -109,7 +112,10 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	}
 	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment)
 	fmt.Fprintf(w, "  state:       %s\n", cfg.StateDir)
-	fmt.Fprintf(w, "  localcloud:  MQTT %s, credentials %s (files in %s)\n", cloud.MQTTEndpoint(), cloud.CredentialsEndpoint(), filepath.Join(out, "localcloud"))
+	fmt.Fprintf(w, "  localcloud:  MQTT %s, credentials %s, KVS signaling %s (files in %s)\n", cloud.MQTTEndpoint(), cloud.CredentialsEndpoint(), cloud.KVSEndpoint(), filepath.Join(out, "localcloud"))
+	if cfg.WebRTC.Enabled {
+		fmt.Fprintf(w, "  live view:   open %s/viewer/ in a browser\n", cloud.KVSEndpoint())
+	}
 	if f.duration > 0 {
 		fmt.Fprintf(w, "  duration:    %s (Ctrl-C stops earlier)\n", f.duration)
 	} else {

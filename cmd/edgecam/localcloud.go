@@ -17,6 +17,7 @@ type localcloudFlags struct {
 	host            string
 	mqttPort        int
 	credentialsPort int
+	kvsPort         int
 	allow           []string
 	lifetime        time.Duration
 }
@@ -40,6 +41,7 @@ func newLocalcloudCmd(g *globals) *cobra.Command {
 	fl.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
 	fl.IntVar(&f.mqttPort, "mqtt-port", localcloud.DefaultMQTTPort, "MQTT (TLS) port")
 	fl.IntVar(&f.credentialsPort, "credentials-port", localcloud.DefaultCredentialsPort, "credentials provider (HTTPS) port")
+	fl.IntVar(&f.kvsPort, "kvs-port", localcloud.DefaultKVSPort, "KVS signaling control plane, WebSocket and viewer page (HTTP and HTTPS) port")
 	fl.StringSliceVar(&f.allow, "allow", nil, "serial numbers allowed to provision (this machine's is always added)")
 	fl.DurationVar(&f.lifetime, "credential-lifetime", time.Hour, "lifetime of issued AWS credentials (AWS: 15m to 12h)")
 	return cmd
@@ -63,7 +65,7 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 		return configError(fmt.Errorf("--credential-lifetime %s: use 15m to 12h, as AWS allows", f.lifetime))
 	}
 	cloud, err := startLocalcloud(cmd, localcloud.Options{
-		Dir: dir, Host: f.host, MQTTPort: f.mqttPort, CredentialsPort: f.credentialsPort,
+		Dir: dir, Host: f.host, MQTTPort: f.mqttPort, CredentialsPort: f.credentialsPort, KVSPort: f.kvsPort,
 		CredentialLifetime: f.lifetime, Log: log.Named("localcloud"),
 	}, l.Config, f.allow)
 	if err != nil {
@@ -79,6 +81,9 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintln(w, "edgecam localcloud")
 	fmt.Fprintf(w, "  MQTT (AWS IoT Core, fleet provisioning): %s\n", cloud.MQTTEndpoint())
 	fmt.Fprintf(w, "  credentials provider:                     https://%s/role-aliases/%s/credentials\n", cloud.CredentialsEndpoint(), cloud.RoleAlias())
+	fmt.Fprintf(w, "  KVS signaling (control plane, WebSocket): %s\n", cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  live view page:                           %s/viewer/\n", cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  viewer key pair for KVS viewer clients:   %s\n", cloud.ViewerConfigPath())
 	fmt.Fprintf(w, "  CA certificate:                           %s\n", p.CA)
 	fmt.Fprintf(w, "  claim certificate and key:                %s, %s\n", p.ClaimCert, p.ClaimKey)
 	fmt.Fprintf(w, "  device allow-list:                        %s\n", p.AllowList)

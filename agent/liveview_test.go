@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/kvsviewer"
+	"github.com/edgecam/edgecam/internal/webrtcviewer"
+	"github.com/edgecam/edgecam/localcloud"
+	"github.com/stretchr/testify/require"
+)
+
+const liveThing = "cam-live-1"
+
+// liveAgent runs an agent with live view against a localcloud, with a test pattern source.
+func liveAgent(t *testing.T, adjust func(*config.Config)) (*localcloud.Cloud, *Agent) {
+	t.Helper()
+	cloud := startCloud(t, liveThing)
+	cfg := cloudConfig(t, cloud)
+	cfg.Device.Serial = liveThing
+	cfg.WebRTC.ControlPlane = cloud.KVSEndpoint()
+	cfg.WebRTC.Loopback = true
+	cfg.WebRTC.STUN = "none"
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg, RequireCloud: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	waitMaster(t, cloud, 20*time.Second)
+	return cloud, a
+}
+
+func waitMaster(t *testing.T, cloud *localcloud.Cloud, within time.Duration) {
+	t.Helper()
+	require.Eventually(t, func() bool { m, _ := cloud.SignalingPeers(liveThing); return m }, within, 20*time.Millisecond, "the camera is the channel's master")
+}
+
+func dialViewer(t *testing.T, cloud *localcloud.Cloud, id string) (*kvsviewer.Viewer, error) {
+	t.Helper()
+	vc, err := cloud.ViewerConfig()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := kvsviewer.Dial(ctx, kvsviewer.Options{
+		Region: vc.Region, ControlPlane: vc.ControlPlaneURL, Channel: liveThing,
+		AccessKeyID: vc.AccessKeyID, SecretAccessKey: vc.SecretAccessKey, ClientID: id, IncludeLoopback: true,
+	})
+	if err == nil {
+		t.Cleanup(func() { v.Close() })
+	}
+	return v, err
+}
+
+func firstKeyframe(t *testing.T, v *kvsviewer.Viewer, within time.Duration) (time.Duration, webrtcviewer.Frame) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	d, f, err := v.FirstKeyframe(ctx)
+	require.NoError(t, err)
+	return d, f
+}
+
+// TestGoViewerThroughLocalcloud: a pion viewer signals through localcloud's KVS stand-in and
+// receives H.264 that decodes: the first frame is a keyframe whose SPS parses, then frames
+// keep coming without loss.
+func TestGoViewerThroughLocalcloud(t *testing.T) {
+	cloud, a := liveAgent(t, nil)
+	v, err := dialViewer(t, cloud, "go-viewer")
+	require.NoError(t, err)
+	ttff, key := firstKeyframe(t, v, 15*time.Second)
+	t.Logf("offer → first keyframe: %s", ttff)
+	w, h, err := webrtcviewer.CheckKeyframe(key)
+	require.NoError(t, err)
+	require.Equal(t, 320, w)
+	require.Equal(t, 180, h)
+	require.Eventually(t, func() bool { n, _, _ := v.Stats(); return n >= 45 }, 10*time.Second, 20*time.Millisecond)
+	_, broken, _ := v.Stats()
+	require.Zero(t, broken)
+	require.Equal(t, 1, a.WebRTC().Viewers())
+	require.Equal(t, 1, a.StatusNow("running").Viewers)
+}
+
+// TestSignalingReconnects: localcloud drops the master's WebSocket, then sends GO_AWAY; each
+// time the agent reconnects and a new viewer plays within 5 s.
+func TestSignalingReconnects(t *testing.T) {
+	cloud, _ := liveAgent(t, nil)
+	for i, disrupt := range []func() error{
+		func() error { return cloud.DropSignalingMaster(liveThing) },
+		func() error { return cloud.SignalingGoAway(liveThing) },
+	} {
+		start := time.Now()
+		require.NoError(t, disrupt())
+		// The viewer dials once the master is back (a viewer of a channel without master
+		// would wait in vain).
+		require.Eventually(t, func() bool {
+			m, _ := cloud.SignalingPeers(liveThing)
+			return m && time.Since(start) > 50*time.Millisecond
+		}, 5*time.Second, 20*time.Millisecond)
+		v, err := dialViewer(t, cloud, fmt.Sprintf("after-%d", i))
+		require.NoError(t, err)
+		firstKeyframe(t, v, 5*time.Second-time.Since(start))
+		t.Logf("disruption %d: a new viewer played %s after it", i, time.Since(start))
+		require.Less(t, time.Since(start), 5*time.Second)
+	}
+}
+
+// TestEleventhViewerRefused: ten viewers play, the eleventh is refused, the ten go on.
+func TestEleventhViewerRefused(t *testing.T) {
+	cloud, a := liveAgent(t, nil)
+	var viewers []*kvsviewer.Viewer
+	for i := range 10 {
+		v, err := dialViewer(t, cloud, fmt.Sprintf("v%02d", i))
+		require.NoError(t, err)
+		viewers = append(viewers, v)
+	}
+	var wg sync.WaitGroup
+	for _, v := range viewers {
+		wg.Add(1)
+		go func() { defer wg.Done(); firstKeyframe(t, v, 20*time.Second) }()
+	}
+	wg.Wait()
+	require.Equal(t, 10, a.WebRTC().Viewers())
+
+	_, err := dialViewer(t, cloud, "v10")
+	require.Error(t, err, "an eleventh viewer is refused")
+	t.Logf("eleventh viewer: %v", err)
+
+	before := make([]int, len(viewers))
+	for i, v := range viewers {
+		before[i], _, _ = v.Stats()
+	}
+	time.Sleep(time.Second)
+	for i, v := range viewers {
+		n, _, _ := v.Stats()
+		require.Greater(t, n, before[i]+10, "viewer %d still plays", i)
+	}
+}
