@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,4 +147,32 @@ func TestEleventhViewerRefused(t *testing.T) {
 		n, _, _ := v.Stats()
 		require.Greater(t, n, before[i]+10, "viewer %d still plays", i)
 	}
+}
+
+// TestMalformedSignalingMessagesAreDropped sends the master garbage: each message is
+// dropped and counted, the agent keeps serving, and a viewer still plays.
+func TestMalformedSignalingMessagesAreDropped(t *testing.T) {
+	cloud, a := liveAgent(t, nil)
+	for _, raw := range []string{
+		`not json`,
+		`{"messageType":"SDP_OFFER","senderClientId":"x","messagePayload":"%%%not base64"}`,
+		`{"messageType":"SDP_OFFER","senderClientId":"x","messagePayload":"bm90IGpzb24="}`,
+		`{"messageType":"ICE_CANDIDATE","senderClientId":"ghost","messagePayload":"eyJjYW5kaWRhdGUiOiJjYW5kaWRhdGU6MSAxIHVkcCAxIDEuMi4zLjQgNSB0eXAgaG9zdCJ9"}`,
+		`{"messageType":"WHATEVER"}`,
+		`{"messageType":"SDP_OFFER","senderClientId":"big","messagePayload":"` + strings.Repeat("A", 20000) + `"}`,
+		`[]`, `{}`, `null`,
+	} {
+		require.NoError(t, cloud.SendSignalingMasterRaw(liveThing, []byte(raw)))
+	}
+	// An SDP offer that is valid JSON but not SDP is answered with an error, not a crash.
+	require.NoError(t, cloud.SendSignalingMasterRaw(liveThing, []byte(`{"messageType":"SDP_OFFER","senderClientId":"bad-sdp","messagePayload":"eyJ0eXBlIjoib2ZmZXIiLCJzZHAiOiJub3QgYW4gc2RwIn0="}`)))
+	v, err := dialViewer(t, cloud, "after-garbage")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 10*time.Second)
+	a.mu.Lock()
+	lv := a.live
+	a.mu.Unlock()
+	require.NotNil(t, lv)
+	require.GreaterOrEqual(t, lv.master.Stats().Dropped, uint64(5), "malformed messages are counted as drops")
+	require.Equal(t, 1, a.WebRTC().Viewers(), "the bad offer left no session behind")
 }
