@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func cloudConfig(t *testing.T, cloud *localcloud.Cloud) config.Config {
+func cloudConfig(t testing.TB, cloud *localcloud.Cloud) config.Config {
 	cfg := testConfig(t)
 	p := cloud.Paths()
 	cfg.Device.Serial = "cam-agent-1"
@@ -32,7 +32,7 @@ func cloudConfig(t *testing.T, cloud *localcloud.Cloud) config.Config {
 	return cfg
 }
 
-func startCloud(t *testing.T, serials ...string) *localcloud.Cloud {
+func startCloud(t testing.TB, serials ...string) *localcloud.Cloud {
 	cloud, err := localcloud.Open(localcloud.Options{Dir: t.TempDir(), AllowSerials: serials})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

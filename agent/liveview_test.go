@@ -18,7 +18,7 @@ import (
 const liveThing = "cam-live-1"
 
 // liveAgent runs an agent with live view against a localcloud, with a test pattern source.
-func liveAgent(t *testing.T, adjust func(*config.Config)) (*localcloud.Cloud, *Agent) {
+func liveAgent(t testing.TB, adjust func(*config.Config)) (*localcloud.Cloud, *Agent) {
 	t.Helper()
 	cloud := startCloud(t, liveThing)
 	cfg := cloudConfig(t, cloud)
@@ -43,12 +43,12 @@ func liveAgent(t *testing.T, adjust func(*config.Config)) (*localcloud.Cloud, *A
 	return cloud, a
 }
 
-func waitMaster(t *testing.T, cloud *localcloud.Cloud, within time.Duration) {
+func waitMaster(t testing.TB, cloud *localcloud.Cloud, within time.Duration) {
 	t.Helper()
 	require.Eventually(t, func() bool { m, _ := cloud.SignalingPeers(liveThing); return m }, within, 20*time.Millisecond, "the camera is the channel's master")
 }
 
-func dialViewer(t *testing.T, cloud *localcloud.Cloud, id string) (*kvsviewer.Viewer, error) {
+func dialViewer(t testing.TB, cloud *localcloud.Cloud, id string) (*kvsviewer.Viewer, error) {
 	t.Helper()
 	vc, err := cloud.ViewerConfig()
 	require.NoError(t, err)
@@ -64,7 +64,7 @@ func dialViewer(t *testing.T, cloud *localcloud.Cloud, id string) (*kvsviewer.Vi
 	return v, err
 }
 
-func firstKeyframe(t *testing.T, v *kvsviewer.Viewer, within time.Duration) (time.Duration, webrtcviewer.Frame) {
+func firstKeyframe(t testing.TB, v *kvsviewer.Viewer, within time.Duration) (time.Duration, webrtcviewer.Frame) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()

@@ -165,4 +165,23 @@ if [ ! -f "$out/motion-noise-60s.mp4" ] || [ ! -f "$out/motion-noise-60s.json" ]
   sidecar motion-noise-60s 60 noise ''
 fi
 
+# A 720p30 stream at about 2 Mbit/s (a ball over light noise), for the live-view load
+# benchmark, served over RTSP and passed through.
+if [ ! -f "$out/live-1280x720-30fps-20s.mp4" ] || [ ! -f "$out/live-1280x720-30fps-20s.json" ]; then
+  echo "gen-testdata: $out/live-1280x720-30fps-20s.mp4 (720p30, 2 Mbit/s, 20 s)"
+  hd="video/x-raw,width=1280,height=720,framerate=30/1,pixel-aspect-ratio=1/1"
+  gst-launch-1.0 -q -e compositor name=mix sink_1::alpha=0.12 ! $hd ! videoconvert ! video/x-raw,format=I420 ! \
+    x264enc bframes=0 key-int-max=60 threads=2 speed-preset=veryfast bitrate=2000 option-string=scenecut=0 ! \
+    video/x-h264,profile=high ! h264parse ! mp4mux ! filesink location="$out/live.tmp.mp4" \
+    videotestsrc pattern=ball num-buffers=600 ! $hd ! mix.sink_0 \
+    videotestsrc pattern=snow num-buffers=600 ! $hd ! mix.sink_1
+  ffmpeg -v error -y -i "$out/live.tmp.mp4" -c copy -map_metadata -1 -fflags +bitexact -flags:v +bitexact \
+    -movflags +faststart "$out/live-1280x720-30fps-20s.mp4"
+  rm "$out/live.tmp.mp4"
+  cat >"$out/live-1280x720-30fps-20s.json" <<JSON
+{"file": "live-1280x720-30fps-20s.mp4", "kind": "live", "width": 1280, "height": 720, "fps": 30, "gop_seconds": 2,
+ "duration_seconds": 20, "frames": 600, "motion": [{"start": 0, "end": 20}]}
+JSON
+fi
+
 echo "gen-testdata: done"

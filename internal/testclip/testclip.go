@@ -24,6 +24,9 @@ const (
 	MotionNoise     = "motion-noise-60s"      // sensor-like noise only
 )
 
+// Live720 is a 720p30 stream at about 2 Mbit/s (a ball over light noise), 20 s, 2 s GOP.
+const Live720 = "live-1280x720-30fps-20s"
+
 // Suite lists the motion suite's clips.
 var Suite = []string{MotionObject, MotionSmallSlow, MotionLighting, MotionIRSwitch, MotionNoise}
 

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/internal/kvsviewer"
+	"github.com/edgecam/edgecam/internal/rtsptest"
+	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/localcloud"
+)
+
+// BenchmarkLiveViewLoad runs the agent binary (edgecam run) on a 720p30 2 Mbit/s RTSP stream
+// passed through, with 1 and 5 Go viewers through localcloud's signaling, and measures the
+// agent process over 30 s: CPU seconds (user + system, from /proc) and peak RSS. Recording
+// and motion analysis are off, so that the figures are live view's alone.
+func BenchmarkLiveViewLoad(b *testing.B) {
+	for _, viewers := range []int{1, 5} {
+		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
+			for range b.N {
+				cpu, rss := measureLoad(b, viewers, 30*time.Second)
+				b.ReportMetric(cpu, "cpu-s/30s")
+				b.ReportMetric(rss, "rss-MB")
+			}
+		})
+	}
+}
+
+func measureLoad(b *testing.B, viewers int, window time.Duration) (cpuSeconds, rssMB float64) {
+	clipPath, _, err := testclip.Load(testclip.Live720)
+	if err != nil {
+		b.Fatal(err)
+	}
+	clip, err := rtsptest.ReadClip(clipPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := rtsptest.NewServer(clip, time.Second/30)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Stop()
+
+	dir := b.TempDir()
+	const thing = "bench-cam"
+	cloud, err := localcloud.Open(localcloud.Options{Dir: filepath.Join(dir, "lc"), AllowSerials: []string{thing}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := cloud.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer cloud.Close()
+	cfg := cloud.AgentConfig(filepath.Join(dir, "state")) + fmt.Sprintf(`device:
+  serial: %s
+log:
+  level: warn
+media:
+  source:
+    kind: rtsp
+    url: %q
+  analysis:
+    enabled: false
+recording:
+  mode: "off"
+`, thing, srv.URL())
+	cfgPath := filepath.Join(dir, "edgecam.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	agent := exec.Command(binary, "run", "--config", cfgPath)
+	agent.Stderr = os.Stderr
+	if err := agent.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m, _ := cloud.SignalingPeers(thing); m {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the agent did not become the channel's master")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	vc, err := cloud.ViewerConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range viewers {
+		dctx, dcancel := context.WithTimeout(ctx, 15*time.Second)
+		v, err := kvsviewer.Dial(dctx, kvsviewer.Options{Region: vc.Region, ControlPlane: vc.ControlPlaneURL, Channel: thing,
+			AccessKeyID: vc.AccessKeyID, SecretAccessKey: vc.SecretAccessKey, ClientID: fmt.Sprintf("load-%d", i), IncludeLoopback: true})
+		if err != nil {
+			dcancel()
+			b.Fatal(err)
+		}
+		if _, _, err := v.FirstKeyframe(dctx); err != nil {
+			dcancel()
+			b.Fatal(err)
+		}
+		dcancel()
+		defer v.Close()
+		go func() { // keep draining frames, as a player would
+			for range v.Frames() {
+			}
+		}()
+	}
+	pid := agent.Process.Pid
+	start := cpuTicks(b, pid)
+	peak := 0.0
+	end := time.Now().Add(window)
+	for time.Now().Before(end) {
+		time.Sleep(time.Second)
+		peak = max(peak, rss(b, pid))
+	}
+	ticks := cpuTicks(b, pid) - start
+	return float64(ticks) / 100, peak // USER_HZ is 100 on Linux
+}
+
+// cpuTicks returns utime+stime of a process from /proc/<pid>/stat.
+func cpuTicks(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return utime + stime
+}
+
+// rss returns VmRSS of a process in MB.
+func rss(b *testing.B, pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(sc.Text())[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
