@@ -119,6 +119,8 @@ func New(opts Options) (*Agent, error) {
 			IncludeLoopback: cfg.WebRTC.Loopback,
 			QueueFrames:     cfg.Media.Hub.QueueFrames,
 			InitialBitrate:  cfg.Media.Encoder.BitrateKbps * 1000,
+			// The estimate can only act on a bitrate the agent encodes.
+			BandwidthEstimation: a.source.Encoding(),
 			RequestKeyframe: func() {
 				if err := a.source.ForceKeyframe(); err != nil && !errors.Is(err, media.ErrNotEncoding) {
 					log.Debug("keyframe request failed", zap.Error(err))

@@ -135,32 +135,41 @@ func (p Plan) Description() (string, error) {
 	var b strings.Builder
 	b.WriteString(src)
 	if p.Raw {
-		b.WriteString(" ! tee name=raw allow-not-linked=true raw. ! queue max-size-buffers=8 max-size-bytes=0 max-size-time=0 ! ")
 		enc, err := p.encoderPart()
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(enc + " ! " + h264Out + " " + sync)
-		if p.Analysis.Enabled {
-			b.WriteString(" raw. ! " + p.analysisPart(false))
+		if !p.Analysis.Enabled {
+			// No second branch: no tee, no queue, one thread less.
+			b.WriteString(" ! " + enc + " ! " + h264Out + " " + sync)
+			return b.String(), nil
 		}
+		b.WriteString(" ! tee name=raw allow-not-linked=true raw. ! queue max-size-buffers=8 max-size-bytes=0 max-size-time=0 ! ")
+		b.WriteString(enc + " ! " + h264Out + " " + sync)
+		b.WriteString(" raw. ! " + p.analysisPart(false))
 		return b.String(), nil
 	}
 	// H.264 sources: parse, then either pass through or decode and encode again.
-	b.WriteString(" ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=h264 allow-not-linked=true")
-	b.WriteString(" h264. ! queue max-size-buffers=64 max-size-bytes=0 max-size-time=0 ! ")
-	if p.Encode == EncodePassthrough {
-		b.WriteString(h264Out + " " + sync)
-	} else {
+	parse := " ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
+	main := h264Out + " " + sync
+	if p.Encode != EncodePassthrough {
 		enc, err := p.encoderPart()
 		if err != nil {
 			return "", err
 		}
-		b.WriteString("avdec_h264 ! videoconvert ! " + enc + " ! " + h264Out + " " + sync)
+		main = "avdec_h264 ! videoconvert ! " + enc + " ! " + h264Out + " " + sync
 	}
-	if p.Analysis.Enabled {
-		b.WriteString(" h264. ! " + p.analysisPart(true))
+	if !p.Analysis.Enabled {
+		if p.Encode == EncodePassthrough {
+			b.WriteString(" ! " + main) // h264Out parses already
+		} else {
+			b.WriteString(parse + " ! " + main)
+		}
+		return b.String(), nil
 	}
+	b.WriteString(parse + " ! tee name=h264 allow-not-linked=true")
+	b.WriteString(" h264. ! queue max-size-buffers=64 max-size-bytes=0 max-size-time=0 ! " + main)
+	b.WriteString(" h264. ! " + p.analysisPart(true))
 	return b.String(), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/edgecam/edgecam/config"
@@ -58,7 +59,33 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // globals are the flags every command shares.
 type globals struct {
 	configPath string
+	cpuProfile string
+	profile    *os.File
 	flags      *pflag.FlagSet
+}
+
+func (g *globals) startProfile() error {
+	if g.cpuProfile == "" {
+		return nil
+	}
+	f, err := os.Create(g.cpuProfile)
+	if err != nil {
+		return configError(fmt.Errorf("--cpu-profile: %w", err))
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("--cpu-profile: %w", err)
+	}
+	g.profile = f
+	return nil
+}
+
+func (g *globals) stopProfile() {
+	if g.profile != nil {
+		pprof.StopCPUProfile()
+		g.profile.Close()
+		g.profile = nil
+	}
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -76,7 +103,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.String("state-dir", "", "state directory (state_dir)")
 	pf.String("log-level", "", "log level: debug, info, warn, error (log.level)")
 	pf.String("log-format", "", "log format: auto, console, json (log.format)")
+	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the command to this file (go tool pprof reads it)")
 	g.flags = pf
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.startProfile() }
+	root.PersistentPostRun = func(*cobra.Command, []string) { g.stopProfile() }
 
 	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newDevicesCmd(), newConfigCmd(g), newVersionCmd())
 	return root

@@ -10,7 +10,6 @@ import (
 
 	"github.com/edgecam/edgecam/media"
 	"github.com/pion/interceptor/pkg/cc"
-	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/rtcp"
 	pion "github.com/pion/webrtc/v4"
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
@@ -26,7 +25,6 @@ type session struct {
 	track  *pion.TrackLocalStaticSample
 	sender *pion.RTPSender
 	bwe    cc.BandwidthEstimator
-	stat   stats.Getter
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -35,14 +33,15 @@ type session struct {
 	remb      atomic.Int64
 	plis      atomic.Uint32
 	sent      atomic.Uint64
+	bytes     atomic.Uint64
 	sub       atomic.Pointer[media.Subscription]
 }
 
 func (s *Server) newSession(viewer string, onCandidate func(Candidate)) (*session, error) {
 	s.building.Lock()
-	s.nextBWE, s.nextStat = nil, nil
+	s.nextBWE = nil
 	pc, err := s.api.NewPeerConnection(pion.Configuration{ICEServers: s.iceServers()})
-	bwe, stat := s.nextBWE, s.nextStat
+	bwe := s.nextBWE
 	s.building.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: new peer connection: %w", err)
@@ -59,7 +58,7 @@ func (s *Server) newSession(viewer string, onCandidate func(Candidate)) (*sessio
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sess := &session{s: s, viewer: viewer, log: s.log.With(zap.String("viewer", viewer)), pc: pc, track: track,
-		sender: sender, bwe: bwe, stat: stat, ctx: ctx, cancel: cancel}
+		sender: sender, bwe: bwe, ctx: ctx, cancel: cancel}
 
 	pc.OnICECandidate(func(c *pion.ICECandidate) {
 		if c == nil || onCandidate == nil {
@@ -125,6 +124,7 @@ func (sess *session) pump() {
 			sess.log.Debug("write failed", zap.Error(err))
 		}
 		sess.sent.Add(1)
+		sess.bytes.Add(uint64(len(au.Data)))
 	}
 }
 
@@ -165,15 +165,7 @@ func (sess *session) stats() ViewerStats {
 	if r := int(sess.remb.Load()); r > 0 && (st.EstimateBps == 0 || r < st.EstimateBps) {
 		st.EstimateBps = r
 	}
-	if sess.stat != nil {
-		for _, enc := range sess.sender.GetParameters().Encodings {
-			if s := sess.stat.Get(uint32(enc.SSRC)); s != nil {
-				st.BytesSent += s.OutboundRTPStreamStats.BytesSent
-				st.PacketsSent += s.OutboundRTPStreamStats.PacketsSent
-				st.NACKs += s.OutboundRTPStreamStats.NACKCount
-			}
-		}
-	}
+	st.BytesSent = sess.bytes.Load()
 	if sub := sess.sub.Load(); sub != nil {
 		st.FramesDropped = sub.Stats().Dropped
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/interceptor/pkg/gcc"
-	"github.com/pion/interceptor/pkg/stats"
 	"github.com/pion/rtcp"
 	pion "github.com/pion/webrtc/v4"
 	"go.uber.org/zap"
@@ -58,6 +57,10 @@ type Options struct {
 	QueueFrames int
 	// InitialBitrate seeds the bandwidth estimators, in bit/s (default 2 Mbit/s).
 	InitialBitrate int
+	// BandwidthEstimation runs send-side estimation from TWCC feedback for each viewer. It
+	// costs CPU per packet, and only helps when the agent encodes (the estimate sets the
+	// bitrate); REMB estimates are read either way.
+	BandwidthEstimation bool
 	Log            *zap.Logger
 }
 
@@ -72,7 +75,6 @@ type Server struct {
 	// callbacks can be matched with the connection being built.
 	building sync.Mutex
 	nextBWE  cc.BandwidthEstimator
-	nextStat stats.Getter
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -122,7 +124,8 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	// Interceptors added later wrap those added earlier: packets from the track pass the
 	// last one first. The TWCC header extension must be on a packet before the congestion
-	// controller sees it, so it comes after the controller here.
+	// controller sees it, so it comes after the controller here. (pion's stats interceptor
+	// is left out: it costs a lock and bookkeeping per packet; the session counts itself.)
 	reg := &interceptor.Registry{}
 	if err := pion.ConfigureNack(m, reg); err != nil {
 		return nil, err
@@ -130,25 +133,21 @@ func NewServer(opts Options) (*Server, error) {
 	if err := pion.ConfigureRTCPReports(reg); err != nil {
 		return nil, err
 	}
-	statsFactory, err := stats.NewInterceptor()
-	if err != nil {
-		return nil, err
-	}
-	statsFactory.OnNewPeerConnection(func(_ string, g stats.Getter) { s.nextStat = g })
-	reg.Add(statsFactory)
-	ccFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-		// No pacer: a new viewer's GOP burst must go out at once (instant start); the
-		// encoder bitrate is what follows the estimate.
-		return gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(opts.InitialBitrate), gcc.SendSideBWEMinBitrate(100_000),
-			gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))
-	})
-	if err != nil {
-		return nil, err
-	}
-	ccFactory.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { s.nextBWE = e })
-	reg.Add(ccFactory)
-	if err := pion.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
-		return nil, err
+	if opts.BandwidthEstimation {
+		ccFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
+			// No pacer: a new viewer's GOP burst must go out at once (instant start); the
+			// encoder bitrate is what follows the estimate.
+			return gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(opts.InitialBitrate), gcc.SendSideBWEMinBitrate(100_000),
+				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))
+		})
+		if err != nil {
+			return nil, err
+		}
+		ccFactory.OnNewPeerConnection(func(_ string, e cc.BandwidthEstimator) { s.nextBWE = e })
+		reg.Add(ccFactory)
+		if err := pion.ConfigureTWCCHeaderExtensionSender(m, reg); err != nil {
+			return nil, err
+		}
 	}
 
 	se := pion.SettingEngine{}
@@ -269,9 +268,7 @@ type ViewerStats struct {
 	Viewer        string
 	State         string
 	EstimateBps   int // TWCC send-side estimate, or REMB when lower; 0 when unknown
-	BytesSent     uint64
-	PacketsSent   uint64
-	NACKs         uint32
+	BytesSent     uint64 // H.264 payload handed to the track
 	PLIs          uint32
 	FramesSent    uint64
 	FramesDropped uint64 // dropped by the Hub because the viewer fell behind
