@@ -61,7 +61,7 @@ type Options struct {
 	// costs CPU per packet, and only helps when the agent encodes (the estimate sets the
 	// bitrate); REMB estimates are read either way.
 	BandwidthEstimation bool
-	Log            *zap.Logger
+	Log                 *zap.Logger
 }
 
 // Server owns the viewers' sessions.
@@ -267,7 +267,7 @@ func (s *Server) Close() error {
 type ViewerStats struct {
 	Viewer        string
 	State         string
-	EstimateBps   int // TWCC send-side estimate, or REMB when lower; 0 when unknown
+	EstimateBps   int    // TWCC send-side estimate, or REMB when lower; 0 when unknown
 	BytesSent     uint64 // H.264 payload handed to the track
 	PLIs          uint32
 	FramesSent    uint64
