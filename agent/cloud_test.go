@@ -33,7 +33,12 @@ func cloudConfig(t testing.TB, cloud *localcloud.Cloud) config.Config {
 }
 
 func startCloud(t testing.TB, serials ...string) *localcloud.Cloud {
-	cloud, err := localcloud.Open(localcloud.Options{Dir: t.TempDir(), AllowSerials: serials})
+	return startCloudWith(t, localcloud.Options{AllowSerials: serials})
+}
+
+func startCloudWith(t testing.TB, opts localcloud.Options) *localcloud.Cloud {
+	opts.Dir = t.TempDir()
+	cloud, err := localcloud.Open(opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() { cancel(); cloud.Close() })

@@ -12,6 +12,7 @@ import (
 	"github.com/edgecam/edgecam/internal/kvsviewer"
 	"github.com/edgecam/edgecam/internal/webrtcviewer"
 	"github.com/edgecam/edgecam/localcloud"
+	"github.com/pion/rtcp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,8 +20,12 @@ const liveThing = "cam-live-1"
 
 // liveAgent runs an agent with live view against a localcloud, with a test pattern source.
 func liveAgent(t testing.TB, adjust func(*config.Config)) (*localcloud.Cloud, *Agent) {
+	return liveAgentWith(t, localcloud.Options{AllowSerials: []string{liveThing}}, adjust)
+}
+
+func liveAgentWith(t testing.TB, cloudOpts localcloud.Options, adjust func(*config.Config)) (*localcloud.Cloud, *Agent) {
 	t.Helper()
-	cloud := startCloud(t, liveThing)
+	cloud := startCloudWith(t, cloudOpts)
 	cfg := cloudConfig(t, cloud)
 	cfg.Device.Serial = liveThing
 	cfg.WebRTC.ControlPlane = cloud.KVSEndpoint()
@@ -49,15 +54,18 @@ func waitMaster(t testing.TB, cloud *localcloud.Cloud, within time.Duration) {
 }
 
 func dialViewer(t testing.TB, cloud *localcloud.Cloud, id string) (*kvsviewer.Viewer, error) {
+	return dialViewerWith(t, cloud, kvsviewer.Options{ClientID: id})
+}
+
+func dialViewerWith(t testing.TB, cloud *localcloud.Cloud, o kvsviewer.Options) (*kvsviewer.Viewer, error) {
 	t.Helper()
 	vc, err := cloud.ViewerConfig()
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := kvsviewer.Dial(ctx, kvsviewer.Options{
-		Region: vc.Region, ControlPlane: vc.ControlPlaneURL, Channel: liveThing,
-		AccessKeyID: vc.AccessKeyID, SecretAccessKey: vc.SecretAccessKey, ClientID: id, IncludeLoopback: true,
-	})
+	o.Region, o.ControlPlane, o.Channel = vc.Region, vc.ControlPlaneURL, liveThing
+	o.AccessKeyID, o.SecretAccessKey, o.IncludeLoopback = vc.AccessKeyID, vc.SecretAccessKey, true
+	v, err := kvsviewer.Dial(ctx, o)
 	if err == nil {
 		t.Cleanup(func() { v.Close() })
 	}
@@ -175,4 +183,56 @@ func TestMalformedSignalingMessagesAreDropped(t *testing.T) {
 	require.NotNil(t, lv)
 	require.GreaterOrEqual(t, lv.master.Stats().Dropped, uint64(5), "malformed messages are counted as drops")
 	require.Equal(t, 1, a.WebRTC().Viewers(), "the bad offer left no session behind")
+}
+
+// TestViewerThroughLocalTURN: localcloud runs a real TURN server (pion/turn) and hands out
+// time-limited credentials in GetIceServerConfig; a viewer allowed relay candidates only
+// plays through it.
+func TestViewerThroughLocalTURN(t *testing.T) {
+	cloud, _ := liveAgentWith(t, localcloud.Options{AllowSerials: []string{liveThing}, TURN: true}, nil)
+	v, err := dialViewerWith(t, cloud, kvsviewer.Options{ClientID: "relay-only", RelayOnly: true})
+	require.NoError(t, err)
+	require.NotEmpty(t, v.ICEServers)
+	turn := v.ICEServers[0]
+	require.Contains(t, turn.URLs[0], "turn:127.0.0.1:")
+	require.NotEmpty(t, turn.Username)
+	require.NotEmpty(t, turn.Credential)
+	require.Equal(t, 300*time.Second, turn.TTL)
+	firstKeyframe(t, v, 15*time.Second)
+	require.Eventually(t, func() bool { n, _, _ := v.Stats(); return n >= 30 }, 10*time.Second, 20*time.Millisecond)
+	require.NotEmpty(t, cloud.STUNURL())
+}
+
+// TestViewerBandwidthLowersEncoderBitrate: a viewer reports 400 kbit/s (REMB); the agent,
+// which encodes, lowers the encoder to fit (with headroom, not below the floor), and goes
+// back to full quality when the viewer leaves.
+func TestViewerBandwidthLowersEncoderBitrate(t *testing.T) {
+	cloud, a := liveAgent(t, func(c *config.Config) { c.WebRTC.MinBitrateKbps = 300 })
+	require.True(t, a.Source().Encoding())
+	full := a.Source().Bitrate()
+	v, err := dialViewer(t, cloud, "slow-link")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 10*time.Second)
+	stop := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			for _, tr := range v.Transceivers() {
+				if r := tr.Receiver(); r != nil && r.Track() != nil {
+					_ = v.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: 400_000, SSRCs: []uint32{uint32(r.Track().SSRC())}}})
+				}
+			}
+		}
+	}()
+	require.Eventually(t, func() bool { return a.Source().Bitrate() == 340 }, 10*time.Second, 50*time.Millisecond,
+		"85%% of the viewer's 400 kbit/s; full was %d", full)
+	close(stop)
+	require.NoError(t, v.Close())
+	require.Eventually(t, func() bool { return a.Source().Bitrate() == full }, 20*time.Second, 100*time.Millisecond, "back to full quality")
 }

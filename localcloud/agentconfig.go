@@ -33,9 +33,9 @@ webrtc:
   control_plane: %[11]s
   # Viewers on this machine (the page at %[11]s/viewer/) need loopback candidates.
   loopback: true
-  stun: none
+  stun: %[12]s
 `, p.AgentConfig, q(stateDir), c.opts.Region, q(c.MQTTEndpoint()), q(p.CA), q(p.ClaimCert), q(p.ClaimKey),
-		c.opts.Template, q(c.CredentialsEndpoint()), c.opts.RoleAliases[0], q(c.KVSEndpoint()))
+		c.opts.Template, q(c.CredentialsEndpoint()), c.opts.RoleAliases[0], q(c.KVSEndpoint()), q(stunOrNone(c.STUNURL())))
 }
 
 // WriteAgentConfig writes AgentConfig to DIR/edgecam.yaml unless that file exists already
@@ -50,4 +50,11 @@ func (c *Cloud) WriteAgentConfig(stateDir string) (bool, error) {
 		return false, errors.New("localcloud: start it before writing the agent configuration")
 	}
 	return true, writePEM(c.paths.AgentConfig, []byte(c.AgentConfig(stateDir)), 0o644)
+}
+
+func stunOrNone(url string) string {
+	if url == "" {
+		return "none"
+	}
+	return url
 }

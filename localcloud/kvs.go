@@ -63,6 +63,8 @@ type kvsServer struct {
 	viewerPath string
 	viewer     ViewerConfig
 
+	turn *turnServer // nil unless Options.TURN
+
 	mu  sync.Mutex
 	ice []ICEServerConfig
 }
@@ -73,6 +75,8 @@ type kvsOptions struct {
 	Activation, Skew                    time.Duration
 	ICE                                 []ICEServerConfig
 	TLS                                 *tls.Config
+	// TURN serves TURN and STUN on this UDP port of the listen host (-1: no TURN).
+	TURNPort int
 	// Issued finds credentials issued by the credentials endpoint.
 	Issued func(accessKeyID string) (IssuedCredentials, bool)
 	Log    *zap.Logger
@@ -122,6 +126,13 @@ func startKVS(o kvsOptions) (*kvsServer, error) {
 	if err := writeViewerConfig(k.viewerPath, k.viewer); err != nil {
 		k.ln.Close()
 		return nil, err
+	}
+	if o.TURNPort >= 0 {
+		host, _, _ := net.SplitHostPort(o.Addr)
+		if k.turn, err = startTURN(host, o.TURNPort); err != nil {
+			k.ln.Close()
+			return nil, err
+		}
 	}
 	k.srv = &http.Server{Handler: k.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = k.srv.Serve(k.ln) }()
@@ -206,6 +217,9 @@ func (k *kvsServer) connect(w http.ResponseWriter, r *http.Request) {
 func (k *kvsServer) close(ctx context.Context) error {
 	err := k.srv.Shutdown(ctx)
 	k.router.close()
+	if k.turn != nil {
+		_ = k.turn.close()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -253,5 +253,12 @@ func (k *kvsServer) iceConfig(_ *http.Request, v any) (any, *awsError) {
 		}
 		list = append(list, iceServerWire{Password: s.Password, TTL: int64(ttl / time.Second), Uris: s.URIs, Username: s.Username})
 	}
+	if k.turn != nil {
+		user, pass, err := k.turn.credentials()
+		if err != nil {
+			return nil, serviceError(http.StatusInternalServerError, "ClientLimitExceededException", "TURN credentials: %v", err)
+		}
+		list = append(list, iceServerWire{Password: pass, TTL: int64(turnTTL / time.Second), Uris: k.turn.uris(), Username: user})
+	}
 	return map[string]any{"IceServerList": list}, nil
 }

@@ -33,6 +33,7 @@ const (
 	DefaultMQTTPort        = 18883
 	DefaultCredentialsPort = 18443
 	DefaultKVSPort         = 18444
+	DefaultTURNPort        = 18478
 )
 
 // Options configure a localcloud.
@@ -69,6 +70,10 @@ type Options struct {
 	KVSClockSkew time.Duration
 	// KVSChannelActivation is how long a new channel stays CREATING (default 500 ms).
 	KVSChannelActivation time.Duration
+	// TURN runs a TURN server (pion/turn, UDP, also answering STUN) whose time-limited
+	// credentials GetIceServerConfig hands out, as KVS does; TURNPort 0 picks a free port.
+	TURN     bool
+	TURNPort int
 	Log                  *zap.Logger
 }
 
@@ -293,7 +298,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 	kvs, err := startKVS(kvsOptions{
 		Addr: net.JoinHostPort(c.opts.Host, strconv.Itoa(c.opts.KVSPort)), Dir: c.opts.Dir, Region: c.opts.Region,
 		Account: DefaultAccount, Channel: c.opts.KVSChannel, Activation: c.opts.KVSChannelActivation, Skew: c.opts.KVSClockSkew,
-		ICE: c.opts.KVSICEServers, Issued: c.creds.Lookup, Log: c.log.Named("kvs"),
+		ICE: c.opts.KVSICEServers, Issued: c.creds.Lookup, Log: c.log.Named("kvs"), TURNPort: turnPort(c.opts),
 		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
 	})
 	if err != nil {
@@ -424,4 +429,20 @@ func (c *Cloud) DisconnectClient(clientID string) bool {
 	b := c.broker
 	c.mu.Unlock()
 	return b != nil && b.disconnect(clientID)
+}
+
+func turnPort(o Options) int {
+	if !o.TURN {
+		return -1
+	}
+	return o.TURNPort
+}
+
+// STUNURL returns the STUN URL of localcloud's TURN server, or "" when TURN is off.
+func (c *Cloud) STUNURL() string {
+	k, err := c.kvsRunning()
+	if err != nil || k.turn == nil {
+		return ""
+	}
+	return "stun:" + k.turn.addr
 }

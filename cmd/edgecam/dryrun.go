@@ -65,7 +65,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return fmt.Errorf("--out %s: %w", out, err)
 	}
-	cloud, err := startLocalcloud(cmd, localcloud.Options{Dir: filepath.Join(out, "localcloud"), Log: log.Named("localcloud")}, pre.Config, nil)
+	cloud, err := startLocalcloud(cmd, localcloud.Options{Dir: filepath.Join(out, "localcloud"), TURN: true, Log: log.Named("localcloud")}, pre.Config, nil)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		c.Credentials.RoleAlias = cloud.RoleAlias()
 		c.WebRTC.ControlPlane = cloud.KVSEndpoint()
 		c.WebRTC.Loopback = true
-		c.WebRTC.STUN = "none" // loopback only: no Internet STUN server to ask
+		c.WebRTC.STUN = cloud.STUNURL() // localcloud's own: there is no Internet to ask
 		c.Recording.Mode = config.RecordContinuous
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {

@@ -18,6 +18,8 @@ type localcloudFlags struct {
 	mqttPort        int
 	credentialsPort int
 	kvsPort         int
+	turnPort        int
+	noTURN          bool
 	allow           []string
 	lifetime        time.Duration
 }
@@ -42,6 +44,8 @@ func newLocalcloudCmd(g *globals) *cobra.Command {
 	fl.IntVar(&f.mqttPort, "mqtt-port", localcloud.DefaultMQTTPort, "MQTT (TLS) port")
 	fl.IntVar(&f.credentialsPort, "credentials-port", localcloud.DefaultCredentialsPort, "credentials provider (HTTPS) port")
 	fl.IntVar(&f.kvsPort, "kvs-port", localcloud.DefaultKVSPort, "KVS signaling control plane, WebSocket and viewer page (HTTP and HTTPS) port")
+	fl.IntVar(&f.turnPort, "turn-port", localcloud.DefaultTURNPort, "TURN and STUN (UDP) port")
+	fl.BoolVar(&f.noTURN, "no-turn", false, "do not run the TURN server")
 	fl.StringSliceVar(&f.allow, "allow", nil, "serial numbers allowed to provision (this machine's is always added)")
 	fl.DurationVar(&f.lifetime, "credential-lifetime", time.Hour, "lifetime of issued AWS credentials (AWS: 15m to 12h)")
 	return cmd
@@ -65,7 +69,7 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 		return configError(fmt.Errorf("--credential-lifetime %s: use 15m to 12h, as AWS allows", f.lifetime))
 	}
 	cloud, err := startLocalcloud(cmd, localcloud.Options{
-		Dir: dir, Host: f.host, MQTTPort: f.mqttPort, CredentialsPort: f.credentialsPort, KVSPort: f.kvsPort,
+		Dir: dir, Host: f.host, MQTTPort: f.mqttPort, CredentialsPort: f.credentialsPort, KVSPort: f.kvsPort, TURN: !f.noTURN, TURNPort: f.turnPort,
 		CredentialLifetime: f.lifetime, Log: log.Named("localcloud"),
 	}, l.Config, f.allow)
 	if err != nil {
@@ -83,6 +87,9 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintf(w, "  credentials provider:                     https://%s/role-aliases/%s/credentials\n", cloud.CredentialsEndpoint(), cloud.RoleAlias())
 	fmt.Fprintf(w, "  KVS signaling (control plane, WebSocket): %s\n", cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  live view page:                           %s/viewer/\n", cloud.KVSEndpoint())
+	if stun := cloud.STUNURL(); stun != "" {
+		fmt.Fprintf(w, "  TURN and STUN (UDP):                      %s\n", stun[len("stun:"):])
+	}
 	fmt.Fprintf(w, "  viewer key pair for KVS viewer clients:   %s\n", cloud.ViewerConfigPath())
 	fmt.Fprintf(w, "  CA certificate:                           %s\n", p.CA)
 	fmt.Fprintf(w, "  claim certificate and key:                %s, %s\n", p.ClaimCert, p.ClaimKey)

@@ -22,11 +22,15 @@ type Options struct {
 	AccessKeyID, SecretAccessKey  string
 	ClientID                      string
 	IncludeLoopback               bool
+	// RelayOnly connects through the channel's TURN server only.
+	RelayOnly bool
 }
 
 // Viewer is a connected viewer.
 type Viewer struct {
 	*webrtcviewer.Viewer
+	// ICEServers are what GetIceServerConfig answered.
+	ICEServers []signaling.ICEServer
 	ws *websocket.Conn
 	// OfferSent is when the SDP offer left.
 	OfferSent time.Time
@@ -62,7 +66,7 @@ func Dial(ctx context.Context, o Options) (*Viewer, error) {
 	for _, s := range ice {
 		servers = append(servers, pion.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
-	wv, err := webrtcviewer.New(webrtcviewer.Options{ICEServers: servers, IncludeLoopback: o.IncludeLoopback})
+	wv, err := webrtcviewer.New(webrtcviewer.Options{ICEServers: servers, IncludeLoopback: o.IncludeLoopback, RelayOnly: o.RelayOnly})
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +76,7 @@ func Dial(ctx context.Context, o Options) (*Viewer, error) {
 		return nil, err
 	}
 	ws.SetReadLimit(1 << 20)
-	v := &Viewer{Viewer: wv, ws: ws, answered: make(chan struct{}), refused: make(chan string, 1)}
+	v := &Viewer{Viewer: wv, ICEServers: ice, ws: ws, answered: make(chan struct{}), refused: make(chan string, 1)}
 	var mu sync.Mutex
 	send := func(o signaling.Outgoing) {
 		data, err := signaling.Encode(o)

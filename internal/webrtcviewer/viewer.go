@@ -29,6 +29,8 @@ type Options struct {
 	IncludeLoopback bool
 	// Buffer is the frame channel's size (default 256); when full, frames are dropped.
 	Buffer int
+	// RelayOnly uses TURN relay candidates only (ICE transport policy "relay").
+	RelayOnly bool
 }
 
 // Viewer is one receiving PeerConnection.
@@ -60,7 +62,11 @@ func New(opts Options) (*Viewer, error) {
 	se := pion.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(opts.IncludeLoopback)
 	api := pion.NewAPI(pion.WithMediaEngine(m), pion.WithInterceptorRegistry(reg), pion.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(pion.Configuration{ICEServers: opts.ICEServers})
+	conf := pion.Configuration{ICEServers: opts.ICEServers}
+	if opts.RelayOnly {
+		conf.ICETransportPolicy = pion.ICETransportPolicyRelay
+	}
+	pc, err := api.NewPeerConnection(conf)
 	if err != nil {
 		return nil, err
 	}

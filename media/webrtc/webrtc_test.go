@@ -2,6 +2,9 @@ package webrtc
 
 import (
 	"context"
+	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,4 +136,44 @@ func TestViewerCapAndCleanup(t *testing.T) {
 	require.Eventually(t, func() bool { return s.Viewers() == 1 }, 20*time.Second, 50*time.Millisecond, "a gone viewer is removed")
 	_, err = connect(t, s, "c")
 	require.NoError(t, err, "its place is free again")
+}
+
+// TestSingleUDPPort multiplexes every viewer's ICE over one UDP port.
+func TestSingleUDPPort(t *testing.T) {
+	hub := liveHub(t)
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	conn.Close()
+	s, err := NewServer(Options{Hub: hub, IncludeLoopback: true, UDPPort: port})
+	require.NoError(t, err)
+	defer s.Close()
+	var ports []string
+	var mu sync.Mutex
+	for _, id := range []string{"a", "b"} {
+		v, err := webrtcviewer.New(webrtcviewer.Options{IncludeLoopback: true})
+		require.NoError(t, err)
+		defer v.Close()
+		offer, err := v.Offer()
+		require.NoError(t, err)
+		answer, err := s.HandleOffer(context.Background(), id, offer, func(c Candidate) {
+			mu.Lock()
+			ports = append(ports, strings.Fields(c.Candidate)[5])
+			mu.Unlock()
+		})
+		require.NoError(t, err)
+		require.NoError(t, v.SetAnswer(answer))
+		v.OnCandidate(func(c pion.ICECandidateInit) { _ = s.AddCandidate(id, Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}) })
+		select {
+		case <-v.Frames():
+		case <-time.After(15 * time.Second):
+			t.Fatal("no frame through the single UDP port")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, ports)
+	for _, p := range ports {
+		require.Equal(t, strconv.Itoa(port), p, "every host candidate uses the one port")
+	}
 }
