@@ -74,7 +74,7 @@ type Options struct {
 	// credentials GetIceServerConfig hands out, as KVS does; TURNPort 0 picks a free port.
 	TURN     bool
 	TURNPort int
-	Log                  *zap.Logger
+	Log      *zap.Logger
 }
 
 // Paths are the files a localcloud keeps in its directory.

@@ -31,7 +31,7 @@ type Viewer struct {
 	*webrtcviewer.Viewer
 	// ICEServers are what GetIceServerConfig answered.
 	ICEServers []signaling.ICEServer
-	ws *websocket.Conn
+	ws         *websocket.Conn
 	// OfferSent is when the SDP offer left.
 	OfferSent time.Time
 	answered  chan struct{}

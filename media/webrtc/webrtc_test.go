@@ -163,7 +163,9 @@ func TestSingleUDPPort(t *testing.T) {
 		})
 		require.NoError(t, err)
 		require.NoError(t, v.SetAnswer(answer))
-		v.OnCandidate(func(c pion.ICECandidateInit) { _ = s.AddCandidate(id, Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}) })
+		v.OnCandidate(func(c pion.ICECandidateInit) {
+			_ = s.AddCandidate(id, Candidate{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+		})
 		select {
 		case <-v.Frames():
 		case <-time.After(15 * time.Second):
