@@ -46,8 +46,10 @@ type Agent struct {
 	kvsWanted bool
 
 	webrtc *webrtc.Server
+	motion motionState
 
 	mu         sync.Mutex
+	gated      []media.Recorder // recorders that record motion events only
 	live       *liveView
 	thing      string
 	conn       *iot.Conn
@@ -147,8 +149,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	queue := 4 * a.cfg.Media.Hub.QueueFrames
 	// Subscribe before the source starts, so that the recording begins with its first frame.
 	var recSub *media.Subscription
-	if a.recorder != nil {
+	motionMode := a.cfg.Recording.Mode == config.RecordMotion
+	if a.recorder != nil && !motionMode {
 		recSub = a.hub.Subscribe(media.SubscribeOptions{Name: "recorder", QueueFrames: queue})
+	}
+	if a.recorder != nil && motionMode {
+		a.mu.Lock()
+		a.gated = append(a.gated, a.recorder)
+		a.mu.Unlock()
 	}
 	// Recorders stop after the source, so they can finish the last file; the cloud link
 	// stops last, so that its final status message reports the finished recordings.
@@ -202,6 +210,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(controlDone)
 		a.controlEncoder(recordCtx)
 	}()
+	motionDone := make(chan struct{})
+	go func() {
+		defer close(motionDone)
+		a.runMotion(recordCtx)
+	}()
 
 	srcErr := a.source.Run(ctx)
 	switch {
@@ -211,10 +224,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	case srcErr != nil:
 		srcErr = fmt.Errorf("video source: %w", srcErr)
 	}
+	stopRecording()
+	<-motionDone // its last event may stop motion recordings
 	a.mu.Lock()
 	a.stopping = true
 	a.mu.Unlock()
-	stopRecording()
 	a.recorders.Wait()
 	<-controlDone
 	if janitorDone != nil {
@@ -344,6 +358,11 @@ type Status struct {
 	} `json:"recording"`
 	Subscribers int `json:"subscribers"`
 	Viewers     int `json:"viewers"`
+	Motion      struct {
+		Active bool    `json:"active"`
+		Events int     `json:"events"`
+		Score  float64 `json:"score"`
+	} `json:"motion"`
 }
 
 // StatusNow returns the agent's status.
@@ -360,6 +379,9 @@ func (a *Agent) StatusNow(state string) Status {
 	if a.webrtc != nil {
 		s.Viewers = a.webrtc.Viewers()
 	}
+	a.motion.mu.Lock()
+	s.Motion.Active, s.Motion.Events, s.Motion.Score = a.motion.active, a.motion.events, a.motion.score
+	a.motion.mu.Unlock()
 	return s
 }
 

@@ -325,7 +325,13 @@ func (l *cloudLink) startKVS(ctx context.Context, id *provisioning.Identity, cre
 		a.log.Error("KVS recording not started", zap.Error(err))
 		return
 	}
-	a.log.Info("recording to Kinesis Video Streams", zap.String("stream", stream), zap.String("region", cfg.AWS.Region))
+	a.log.Info("recording to Kinesis Video Streams", zap.String("stream", stream), zap.String("region", cfg.AWS.Region), zap.String("mode", cfg.Recording.Mode))
+	if cfg.Recording.Mode == config.RecordMotion {
+		a.mu.Lock()
+		a.gated = append(a.gated, rec)
+		a.mu.Unlock()
+		return
+	}
 	a.startRecorder(rec, a.hub.Subscribe(media.SubscribeOptions{Name: "kvs", QueueFrames: 4 * cfg.Media.Hub.QueueFrames}))
 }
 

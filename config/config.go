@@ -24,6 +24,7 @@ type Config struct {
 	Credentials  Credentials  `yaml:"credentials"`
 	Telemetry    Telemetry    `yaml:"telemetry"`
 	WebRTC       WebRTC       `yaml:"webrtc"`
+	Motion       Motion       `yaml:"motion"`
 	Media        Media        `yaml:"media"`
 	Recording    Recording    `yaml:"recording"`
 }
@@ -92,6 +93,37 @@ type WebRTC struct {
 	Loopback bool `yaml:"loopback"`
 	// MinBitrateKbps is the lowest encoder bitrate congestion control may ask for.
 	MinBitrateKbps int `yaml:"min_bitrate_kbps"`
+}
+
+// Rect is a rectangle in frame coordinates from 0 to 1 (x, y of the top-left corner).
+type Rect struct {
+	X float64 `yaml:"x"`
+	Y float64 `yaml:"y"`
+	W float64 `yaml:"w"`
+	H float64 `yaml:"h"`
+}
+
+// Motion configures edge motion detection, the events it emits, and what it gates.
+type Motion struct {
+	Enabled bool `yaml:"enabled"`
+	// Sensitivity from 0.01 (only large, strong changes) to 1 (small, faint ones).
+	Sensitivity float64 `yaml:"sensitivity"`
+	// StartFrames consecutive motion frames start an event.
+	StartFrames int `yaml:"start_frames"`
+	// PreRoll: a motion recording starts this long before the motion (from the hub's ring).
+	PreRoll time.Duration `yaml:"pre_roll"`
+	// PostRoll: an event lasts this long after its last motion frame.
+	PostRoll time.Duration `yaml:"post_roll"`
+	// EventGap merges events closer than this into one.
+	EventGap time.Duration `yaml:"event_gap"`
+	// Masks are ignored rectangles (a timestamp overlay, a busy road), in 0..1 coordinates.
+	Masks []Rect `yaml:"masks"`
+	// Polygons are ignored areas (a tree): lists of [x, y] points in 0..1 coordinates.
+	Polygons [][][]float64 `yaml:"polygons"`
+	// IdleBitrateKbps and IdleFramerate are the encoder's profile while nothing moves and
+	// nobody watches (when the agent encodes); 0 keeps the full setting.
+	IdleBitrateKbps int `yaml:"idle_bitrate_kbps"`
+	IdleFramerate   int `yaml:"idle_framerate"`
 }
 
 // Telemetry configures status messages over MQTT.
@@ -208,6 +240,7 @@ type Hub struct {
 // Recording modes.
 const (
 	RecordContinuous = "continuous"
+	RecordMotion     = "motion"
 	RecordOff        = "off"
 )
 
@@ -280,6 +313,8 @@ func Default() Config {
 		Credentials: Credentials{RoleAlias: "edgecam-kvs", RefreshBefore: 5 * time.Minute},
 		Telemetry:   Telemetry{Enabled: true, Interval: time.Minute},
 		WebRTC:      WebRTC{Enabled: true, CreateChannel: true, MaxViewers: 10, MinBitrateKbps: 300},
+		Motion: Motion{Enabled: true, Sensitivity: 0.5, StartFrames: 2, PreRoll: 3 * time.Second, PostRoll: 4 * time.Second,
+			EventGap: 6 * time.Second, Masks: []Rect{}, Polygons: [][][]float64{}, IdleBitrateKbps: 500, IdleFramerate: 0},
 		Media: Media{
 			Source: Source{
 				Kind: SourceTest, Device: "/dev/video0", Format: FormatAuto, Transport: TransportTCP,

@@ -23,7 +23,7 @@ var (
 	X264Presets    = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium"}
 	StreamingTypes = []string{"realtime", "near-realtime", "offline"}
 	KVSAuths       = []string{KVSAuthCredentialFile, KVSAuthIoTCertificate}
-	RecordModes    = []string{RecordContinuous, RecordOff}
+	RecordModes    = []string{RecordContinuous, RecordMotion, RecordOff}
 	Methods        = []string{MethodCSR, MethodKeys}
 	KeyTypes       = []string{"ecdsa-p256", "rsa-2048"}
 	SegmentFormats = []string{FormatMKV, FormatMP4}
@@ -91,8 +91,13 @@ func (cfg *Config) Validate() Problems {
 	}
 	c.intRange("media.hub.queue_frames", hub.QueueFrames, 8, 10000)
 
+	cfg.validateMotion(&c)
+
 	rec := cfg.Recording
 	c.oneOf("recording.mode", rec.Mode, RecordModes)
+	if rec.Mode == RecordMotion && (!cfg.Motion.Enabled || !cfg.Media.Analysis.Enabled) {
+		c.add("recording.mode", "motion needs motion.enabled and media.analysis.enabled")
+	}
 	c.oneOf("recording.local.format", rec.Local.Format, SegmentFormats)
 	c.durRange("recording.local.segment", rec.Local.Segment, 2*time.Second, time.Hour)
 	if rec.Local.Segment < enc.GOP {
@@ -293,5 +298,42 @@ func checkEndpoint(ep string) error {
 func (c *checker) fileExists(key, path string) {
 	if _, err := os.Stat(path); err != nil {
 		c.add(key, "%v", err)
+	}
+}
+
+// validateMotion checks the motion section.
+func (cfg *Config) validateMotion(c *checker) {
+	m := cfg.Motion
+	if m.Sensitivity < 0.01 || m.Sensitivity > 1 {
+		c.add("motion.sensitivity", "%g is out of range; use 0.01 to 1", m.Sensitivity)
+	}
+	c.intRange("motion.start_frames", m.StartFrames, 1, 100)
+	c.durRange("motion.pre_roll", m.PreRoll, 0, time.Minute)
+	if m.PreRoll > cfg.Media.Hub.PreRoll {
+		c.add("motion.pre_roll", "%s is more than media.hub.pre_roll (%s) keeps in memory; raise that or lower this", m.PreRoll, cfg.Media.Hub.PreRoll)
+	}
+	c.durRange("motion.post_roll", m.PostRoll, 0, 10*time.Minute)
+	c.durRange("motion.event_gap", m.EventGap, 0, 10*time.Minute)
+	for i, r := range m.Masks {
+		if r.W <= 0 || r.H <= 0 || r.X < 0 || r.Y < 0 || r.X+r.W > 1.0001 || r.Y+r.H > 1.0001 {
+			c.add(fmt.Sprintf("motion.masks[%d]", i), "{x: %g, y: %g, w: %g, h: %g} must lie inside the frame, in 0..1 coordinates with w, h > 0", r.X, r.Y, r.W, r.H)
+		}
+	}
+	for i, poly := range m.Polygons {
+		if len(poly) < 3 {
+			c.add(fmt.Sprintf("motion.polygons[%d]", i), "needs at least 3 points, [x, y] in 0..1")
+			continue
+		}
+		for j, pt := range poly {
+			if len(pt) != 2 || pt[0] < 0 || pt[0] > 1 || pt[1] < 0 || pt[1] > 1 {
+				c.add(fmt.Sprintf("motion.polygons[%d][%d]", i, j), "%v: write a point as [x, y] in 0..1", pt)
+			}
+		}
+	}
+	if m.IdleBitrateKbps != 0 {
+		c.intRange("motion.idle_bitrate_kbps", m.IdleBitrateKbps, 50, 50000)
+	}
+	if m.IdleFramerate != 0 {
+		c.intRange("motion.idle_framerate", m.IdleFramerate, 1, max(1, cfg.Media.Source.Framerate))
 	}
 }

@@ -144,9 +144,9 @@ func (p Plan) Description() (string, error) {
 			b.WriteString(" ! " + enc + " ! " + h264Out + " " + sync)
 			return b.String(), nil
 		}
-		b.WriteString(" ! tee name=raw allow-not-linked=true raw. ! queue max-size-buffers=8 max-size-bytes=0 max-size-time=0 ! ")
+		b.WriteString(" ! tee name=raw allow-not-linked=true raw. ! queue max-size-buffers=4 max-size-bytes=0 max-size-time=0 ! ")
 		b.WriteString(enc + " ! " + h264Out + " " + sync)
-		b.WriteString(" raw. ! " + p.analysisPart(false))
+		b.WriteString(" raw. ! " + p.analysisPart(false, sync))
 		return b.String(), nil
 	}
 	// H.264 sources: parse, then either pass through or decode and encode again.
@@ -168,8 +168,8 @@ func (p Plan) Description() (string, error) {
 		return b.String(), nil
 	}
 	b.WriteString(parse + " ! tee name=h264 allow-not-linked=true")
-	b.WriteString(" h264. ! queue max-size-buffers=64 max-size-bytes=0 max-size-time=0 ! " + main)
-	b.WriteString(" h264. ! " + p.analysisPart(true))
+	b.WriteString(" h264. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=2000000000 ! " + main)
+	b.WriteString(" h264. ! " + p.analysisPart(true, sync))
 	return b.String(), nil
 }
 
@@ -233,21 +233,25 @@ func V4L2Controls(kbps, keyInt int) string {
 }
 
 // analysisPart scales video down to small GRAY8 frames for motion detection. Its queue
-// leaks, so that a slow consumer never holds up the main branch.
-func (p Plan) analysisPart(fromH264 bool) string {
+// leaks, so that a slow consumer never holds up the main branch. It syncs like the main
+// branch: a file's analysis frames must not run ahead of its access units, or motion times
+// would not match the hub's.
+func (p Plan) analysisPart(fromH264 bool, sync string) string {
 	a := p.Analysis
 	var b strings.Builder
+	// The analysis queue holds more than the main branch's, so that it only ever leaks
+	// when analysis cannot keep up, never because the main branch runs ahead (files).
 	if fromH264 {
-		b.WriteString("queue leaky=downstream max-size-buffers=60 max-size-bytes=0 max-size-time=0 ! ")
+		b.WriteString("queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! ")
 		if a.KeyframesOnly {
 			b.WriteString("identity drop-buffer-flags=delta-unit ! ")
 		}
 		b.WriteString("avdec_h264 ! ")
 	} else {
-		b.WriteString("queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0 ! ")
+		b.WriteString("queue leaky=downstream max-size-buffers=6 max-size-bytes=0 max-size-time=0 ! ")
 	}
 	fmt.Fprintf(&b, "videorate drop-only=true max-rate=%d ! videoscale ! videoconvert ! video/x-raw,format=GRAY8,width=%d,height=%d,pixel-aspect-ratio=1/1 ! "+
-		"appsink name=%s sync=false max-buffers=1 drop=true", a.Framerate, a.Width, a.Height, AnalysisSink)
+		"appsink name=%s %s max-buffers=1 drop=true", a.Framerate, a.Width, a.Height, AnalysisSink, sync)
 	return b.String()
 }
 

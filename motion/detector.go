@@ -16,6 +16,10 @@ const (
 	DefaultSensitivity  = 0.5
 	DefaultLearnRate    = 0.05
 	DefaultWarmupFrames = 10
+	// DefaultStationaryFrames: a block that differs from the background but has not
+	// changed from frame to frame for this many frames is a stationary change (an object
+	// put down or taken away, a ghost), absorbed into the background rather than motion.
+	DefaultStationaryFrames = 15
 )
 
 // BlockSize is the side, in pixels, of the square blocks the detector averages before it
@@ -89,6 +93,8 @@ type Options struct {
 	// the edge of a mask.
 	Masks        []Rect
 	MaskPolygons []Polygon
+	// StationaryFrames, zero for the default: see DefaultStationaryFrames.
+	StationaryFrames int
 }
 
 // Result describes one frame. Score and Area are zero on warm-up and illumination frames.
@@ -137,6 +143,12 @@ type Detector struct {
 	res  []int32 // difference from the background, 1/16 grey level
 	bg   []int32 // background mean, 1/16 grey level << bgFrac
 	runs []span
+	// prev is each block's mean in the previous frame (1/16 grey level), still how many
+	// frames in a row it has differed from the background without changing itself.
+	prev       []int32
+	still      []uint16
+	prevShift  int32
+	stationary uint16
 
 	// The median and noise estimates look at about sampleBlocks unmasked blocks spread
 	// over the frame.
@@ -179,6 +191,12 @@ func NewDetector(o Options) (*Detector, error) {
 	}
 	if o.WarmupFrames == 0 {
 		o.WarmupFrames = DefaultWarmupFrames
+	}
+	if o.StationaryFrames == 0 {
+		o.StationaryFrames = DefaultStationaryFrames
+	}
+	if o.StationaryFrames < 1 || o.StationaryFrames > 65535 {
+		return nil, fmt.Errorf("motion: %d stationary frames is out of range: use 1 to 65535 (0 means %d)", o.StationaryFrames, DefaultStationaryFrames)
 	}
 	if o.WarmupFrames < 1 {
 		return nil, fmt.Errorf("motion: warm-up of %d frames is out of range: use 1 or more (0 means %d)", o.WarmupFrames, DefaultWarmupFrames)
@@ -226,6 +244,9 @@ func NewDetector(o Options) (*Detector, error) {
 	}
 	d.res = make([]int32, len(masked))
 	d.bg = make([]int32, len(masked))
+	d.prev = make([]int32, len(masked))
+	d.still = make([]uint16, len(masked))
+	d.stationary = uint16(o.StationaryFrames)
 	d.hist = make([]uint32, 2*histHalf+1)
 
 	s := o.Sensitivity
@@ -261,6 +282,7 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	}
 	d.differences(frame)
 	if d.frames < d.warmup {
+		d.rememberFrame(0)
 		d.learnWarmup()
 		return Result{Warmup: true}, nil
 	}
@@ -286,6 +308,7 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	}
 	if shift >= illumDiff*unit || shift <= -illumDiff*unit || beyond >= d.illumSamples {
 		// Most of the frame changed at once: re-learn the background from this frame.
+		d.rememberFrame(0)
 		for k, r := range res {
 			bg[k] = (r + bg[k]>>bgFrac) << bgFrac
 		}
@@ -297,26 +320,56 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	thr := max(d.diff16, floor)
 
 	changed := 0
+	dShift := shift - d.prevShift
 	for _, sp := range d.runs {
 		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
 		bs = bs[:len(rs)]
+		ps, st := d.prev[sp.from:sp.to], d.still[sp.from:sp.to]
+		ps, st = ps[:len(rs)], st[:len(rs)]
 		for k, raw := range rs {
+			b := bs[k]
+			cur := raw + b>>bgFrac
 			r := abs(raw - shift)
 			rate := d.rate
 			if r > thr {
+				// Changed from the background: motion, unless the block has kept still for
+				// long enough to be something that arrived or left and stayed so.
+				if abs(cur-ps[k]-dShift) > thr {
+					st[k] = 0
+				} else if st[k] < d.stationary {
+					st[k]++
+				}
+				if st[k] >= d.stationary {
+					bs[k] = cur << bgFrac // absorb it into the background at once
+					ps[k] = cur
+					continue
+				}
 				changed++
 				rate = d.fgRate
+			} else {
+				st[k] = 0
 			}
+			ps[k] = cur
 			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
-			b := bs[k]
 			bs[k] = b + (raw*rate)>>(16-bgFrac) - ((b&fracMask)*rate)>>16
 		}
 	}
+	d.prevShift = shift
 	return Result{
 		Area:   float64(changed) / float64(d.unmasked),
 		Score:  float64(changed) / float64(changed+d.minBlocks),
 		Motion: changed >= d.minBlocks,
 	}, nil
+}
+
+// rememberFrame records the current block means as the previous frame's and forgets
+// stillness (after warm-up frames and re-learnt illumination changes).
+func (d *Detector) rememberFrame(shift int32) {
+	for k, r := range d.res {
+		d.prev[k] = r + d.bg[k]>>bgFrac
+	}
+	clear(d.still)
+	d.prevShift = shift
 }
 
 // learnWarmup averages the warm-up frames into the background with equal weights.

@@ -504,17 +504,27 @@ func TestProcessDoesNotAllocate(t *testing.T) {
 // TestStillObjectFadesSlowly checks the selective background update: an object that stops
 // stays motion for a while (it does not fade at the full learn rate) and is absorbed in the
 // end, like a parked car.
-func TestStillObjectFadesSlowly(t *testing.T) {
+// TestStationaryChangeIsAbsorbed: an object that arrives and stays (a parked car), or one
+// that leaves a ghost behind, is motion while it changes and for DefaultStationaryFrames
+// frames of stillness, then becomes background, so that an event can end.
+func TestStationaryChangeIsAbsorbed(t *testing.T) {
 	bg := texture(testW, testH, 1)
 	parked := withSquare(bg, testW, 150, 80, 32, 250)
-	rs := run(t, Options{}, warm+500, func(i int) []byte {
-		if i < warm {
+	const leave = warm + 100
+	rs := run(t, Options{}, warm+200, func(i int) []byte {
+		if i < warm || i >= leave {
 			return bg
 		}
 		return parked
 	})
-	for i := warm; i < warm+60; i++ {
-		require.True(t, rs[i].Motion, "frame %d", i)
+	for i := warm; i < warm+DefaultStationaryFrames-1; i++ {
+		require.True(t, rs[i].Motion, "frame %d: the arrival is motion", i)
 	}
-	require.False(t, rs[warm+400].Motion)
+	for i := warm + DefaultStationaryFrames + 1; i < leave; i++ {
+		require.False(t, rs[i].Motion, "frame %d: a still object becomes background", i)
+	}
+	require.True(t, rs[leave].Motion, "leaving is motion again")
+	for i := leave + DefaultStationaryFrames + 1; i < warm+200; i++ {
+		require.False(t, rs[i].Motion, "frame %d: the ghost it left is absorbed too", i)
+	}
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgecam/edgecam/agent"
@@ -17,9 +19,10 @@ import (
 const defaultClip = "testdata/clips/ball-640x360-15fps-30s.mp4"
 
 type dryRunFlags struct {
-	video    string
-	duration time.Duration
-	out      string
+	video     string
+	duration  time.Duration
+	out       string
+	recording string
 }
 
 func newDryRunCmd(g *globals) *cobra.Command {
@@ -36,6 +39,7 @@ func newDryRunCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&f.video, "video", "", "H.264 video file to play (MP4, Matroska or MPEG-TS); loops")
 	cmd.Flags().DurationVar(&f.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
 	cmd.Flags().StringVar(&f.out, "out", "out/dry-run", "directory for recordings and state")
+	cmd.Flags().StringVar(&f.recording, "recording", config.RecordContinuous, "recording mode: continuous, motion (motion events only) or off")
 	return cmd
 }
 
@@ -73,6 +77,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 
 	l, err := g.loadFrom(cmd, path, func(c *config.Config) {
 		c.StateDir = filepath.Join(out, "state")
+		c.Recording.Mode = f.recording
 		lp := cloud.Paths()
 		c.AWS.Region = cloud.Region()
 		c.IoT.Endpoint = cloud.MQTTEndpoint()
@@ -85,7 +90,6 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		c.WebRTC.ControlPlane = cloud.KVSEndpoint()
 		c.WebRTC.Loopback = true
 		c.WebRTC.STUN = cloud.STUNURL() // localcloud's own: there is no Internet to ask
-		c.Recording.Mode = config.RecordContinuous
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {
 			c.Media.Source.Kind, c.Media.Source.Path, c.Media.Source.Loop = config.SourceFile, video, true
@@ -98,6 +102,26 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		return err
 	}
 	cfg := l.Config
+	var events atomic.Int32
+	if err := cloud.Observe("edgecam/+/events/motion", func(_ string, payload []byte) {
+		var ev struct {
+			Event, ThingName string
+			Start            time.Time
+			End              *time.Time
+			PeakScore        float64
+		}
+		if json.Unmarshal(payload, &ev) != nil {
+			return
+		}
+		events.Add(1)
+		line := fmt.Sprintf("motion %s (broker): start %s", ev.Event, ev.Start.Format("15:04:05.000"))
+		if ev.End != nil {
+			line += ", end " + ev.End.Format("15:04:05.000")
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s, peak score %.2f\n", line, ev.PeakScore)
+	}); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -110,7 +134,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		fmt.Fprintf(w, "  video:       synthetic test pattern %dx%d at %d fps (x264); run make testdata for the test clip\n",
 			cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate)
 	}
-	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment)
+	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s, %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment, cfg.Recording.Mode)
 	fmt.Fprintf(w, "  state:       %s\n", cfg.StateDir)
 	fmt.Fprintf(w, "  localcloud:  MQTT %s, credentials %s, KVS signaling %s (files in %s)\n", cloud.MQTTEndpoint(), cloud.CredentialsEndpoint(), cloud.KVSEndpoint(), filepath.Join(out, "localcloud"))
 	if cfg.WebRTC.Enabled {
@@ -138,6 +162,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if thing := a.Thing(); thing != "" {
 		fmt.Fprintf(w, "dry-run: device provisioned through localcloud as %s (identity in %s)\n", thing, cfg.StateDir)
 	}
+	fmt.Fprintf(w, "dry-run: %d motion events received on the broker\n", events.Load())
 	files := a.Recordings()
 	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())
 	for _, file := range files {

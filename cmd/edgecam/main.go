@@ -108,7 +108,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.startProfile() }
 	root.PersistentPostRun = func(*cobra.Command, []string) { g.stopProfile() }
 
-	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newDevicesCmd(), newConfigCmd(g), newVersionCmd())
+	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newDevicesCmd(), newMotionCmd(g), newConfigCmd(g), newVersionCmd())
 	return root
 }
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -174,4 +175,92 @@ func TestDevicesCommand(t *testing.T) {
 	} else {
 		require.Contains(t, out, "config: media.source:")
 	}
+}
+
+var segmentNameRE = regexp.MustCompile(`(\d{8}T\d{6}\.\d{3}Z)`)
+
+var motionLineRE = regexp.MustCompile(`motion (start|end) \(broker\): start (\d\d:\d\d:\d\d\.\d{3})(?:, end (\d\d:\d\d:\d\d\.\d{3}))?`)
+
+// TestDryRunMotionMode plays the 30 s clip (motion at 5-9 s and 16-21 s) in motion mode:
+// the motion events reach the MQTT broker, every event is recorded from its pre-roll to its
+// end, each recording starts on a keyframe, and nothing else is recorded.
+func TestDryRunMotionMode(t *testing.T) {
+	clip, side := testclip.Path(t, testclip.Ball)
+	out := t.TempDir()
+	cfgPath := filepath.Join(out, "edgecam.yaml")
+	const preRoll, gop = 2 * time.Second, 2 * time.Second
+	require.NoError(t, os.WriteFile(cfgPath, []byte("motion:\n  pre_roll: 2s\n  post_roll: 2s\n  event_gap: 2s\n"), 0o600))
+	cmd := exec.Command(binary, "dry-run", "--config", cfgPath, "--video", clip, "--duration", "27s", "--out", out, "--recording", "motion")
+	stdout, err := cmd.Output()
+	require.NoError(t, err, "dry-run failed:\n%s", stdout)
+	text := string(stdout)
+	day := time.Now().UTC()
+	clock := func(hms string) time.Time {
+		c, err := time.Parse("15:04:05.000", hms)
+		require.NoError(t, err)
+		return time.Date(day.Year(), day.Month(), day.Day(), c.Hour(), c.Minute(), c.Second(), c.Nanosecond(), time.UTC)
+	}
+	type span struct{ from, to time.Time }
+	var events []span
+	for _, m := range motionLineRE.FindAllStringSubmatch(text, -1) {
+		if m[1] == "end" {
+			events = append(events, span{clock(m[2]), clock(m[3])})
+		}
+	}
+	require.Len(t, events, len(side.Motion), "one event per labelled interval (event_gap 2s keeps them apart):\n%s", text)
+
+	files, err := filepath.Glob(filepath.Join(out, "recordings", "*.mkv"))
+	require.NoError(t, err)
+	var recs []span
+	for _, f := range files {
+		m := segmentNameRE.FindStringSubmatch(filepath.Base(f))
+		require.NotNil(t, m, f)
+		began, err := time.Parse("20060102T150405.000Z", m[1])
+		require.NoError(t, err)
+		n := ffprobeFrames(t, f)
+		recs = append(recs, span{began, began.Add(time.Duration(n) * time.Second / time.Duration(side.FPS))})
+		// The first frame is a keyframe (the recording starts from the hub's GOP-aligned ring).
+		probe := exec.Command("ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1",
+			"-show_entries", "frame=pict_type,key_frame", "-of", "csv=p=0", f)
+		first, err := probe.Output()
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(strings.TrimSpace(string(first)), "1,I"), "%s starts with %q", f, first)
+	}
+	// Consecutive segments of one recording make one span.
+	sort.Slice(recs, func(i, j int) bool { return recs[i].from.Before(recs[j].from) })
+	var spans []span
+	for _, r := range recs {
+		if n := len(spans); n > 0 && !r.from.After(spans[n-1].to.Add(300*time.Millisecond)) {
+			if r.to.After(spans[n-1].to) {
+				spans[n-1].to = r.to
+			}
+			continue
+		}
+		spans = append(spans, r)
+	}
+	for _, e := range events {
+		ok := false
+		for _, s := range spans {
+			// From the pre-roll (the keyframe at or before it) to the event's end.
+			if !s.from.After(e.from.Add(-preRoll+200*time.Millisecond)) && !s.to.Before(e.to.Add(-300*time.Millisecond)) {
+				ok = true
+			}
+		}
+		require.True(t, ok, "event %v–%v not recorded from its pre-roll to its end: %v", e.from.Format("15:04:05.000"), e.to.Format("15:04:05.000"), spans)
+	}
+	var total time.Duration
+	for _, s := range spans {
+		total += s.to.Sub(s.from)
+		// Every recording begins at an event's pre-roll, on the keyframe at or before it.
+		begins := false
+		for _, e := range events {
+			start := e.from.Add(-preRoll)
+			if !s.from.After(start.Add(200*time.Millisecond)) && s.from.After(start.Add(-gop-300*time.Millisecond)) {
+				begins = true
+			}
+		}
+		require.True(t, begins, "recording %v–%v does not begin at an event's pre-roll", s.from, s.to)
+	}
+	t.Logf("events %d, recordings %v, %s of 27 s recorded", len(events), spans, total)
+	require.LessOrEqual(t, len(spans), len(events))
 }

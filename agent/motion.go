@@ -1,0 +1,161 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/media"
+	"github.com/edgecam/edgecam/motion"
+	"go.uber.org/zap"
+)
+
+// MotionEvent is what the agent publishes to edgecam/<thing>/events/motion.
+type MotionEvent struct {
+	ThingName   string     `json:"thingName"`
+	Event       string     `json:"event"` // start or end
+	Start       time.Time  `json:"start"`
+	End         *time.Time `json:"end,omitempty"`
+	PreRollFrom time.Time  `json:"preRollFrom"`
+	PeakScore   float64    `json:"peakScore"`
+	PeakArea    float64    `json:"peakArea"`
+	Timestamp   time.Time  `json:"timestamp"`
+}
+
+// motionState is what the rest of the agent reads of motion detection.
+type motionState struct {
+	mu     sync.Mutex
+	active bool
+	score  float64
+	events int
+	// sessions are the running motion recordings (recording.mode motion).
+	sessions []context.CancelFunc
+}
+
+// runMotion detects motion on the analysis frames until ctx ends, and acts on its events.
+func (a *Agent) runMotion(ctx context.Context) {
+	cfg := a.cfg
+	if !cfg.Motion.Enabled || !cfg.Media.Analysis.Enabled {
+		return
+	}
+	log := a.log.Named("motion")
+	dopts, gopts := motion.FromConfig(cfg)
+	det, err := motion.NewDetector(dopts)
+	if err != nil {
+		log.Error("motion detection off", zap.Error(err))
+		return
+	}
+	gate, err := motion.NewGate(gopts)
+	if err != nil {
+		log.Error("motion detection off", zap.Error(err))
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if ev, ok := gate.Flush(time.Now()); ok {
+				a.onMotion(ev)
+			}
+			return
+		case f := <-a.source.Frames():
+			if f.Width != dopts.Width || f.Height != dopts.Height {
+				continue // a pipeline restart can deliver a frame of another size first
+			}
+			res, err := det.Process(f.Data)
+			if err != nil {
+				log.Debug("analysis frame skipped", zap.Error(err))
+				continue
+			}
+			a.motion.mu.Lock()
+			a.motion.score = res.Score
+			a.motion.mu.Unlock()
+			if ce := log.Check(zap.DebugLevel, "analysis frame"); ce != nil {
+				ce.Write(zap.Duration("pts", f.PTS), zap.Float64("score", res.Score), zap.Float64("area", res.Area),
+					zap.Bool("motion", res.Motion), zap.Bool("illumination", res.Illumination))
+			}
+			if ev, ok := gate.Update(f.Wall, res); ok {
+				a.onMotion(ev)
+			}
+		}
+	}
+}
+
+// onMotion publishes a motion event, logs it, and starts or stops motion recordings.
+func (a *Agent) onMotion(ev motion.Event) {
+	log := a.log.Named("motion")
+	me := MotionEvent{ThingName: a.Thing(), Event: ev.Kind.String(), Start: ev.Start.UTC(), PreRollFrom: ev.PreRollFrom.UTC(),
+		PeakScore: ev.PeakScore, PeakArea: ev.PeakArea, Timestamp: time.Now().UTC()}
+	a.motion.mu.Lock()
+	if ev.Kind == motion.EventStart {
+		a.motion.active = true
+		a.motion.events++
+	} else {
+		a.motion.active = false
+		end := ev.End.UTC()
+		me.End = &end
+	}
+	a.motion.mu.Unlock()
+	log.Info("motion "+me.Event, zap.Time("start", ev.Start), zap.Time("end", ev.End), zap.Float64("peak_score", ev.PeakScore), zap.Float64("peak_area", ev.PeakArea))
+
+	if a.cfg.Recording.Mode == config.RecordMotion {
+		if ev.Kind == motion.EventStart {
+			a.startMotionRecordings(ev.PreRollFrom)
+		} else {
+			a.stopMotionRecordings()
+		}
+	}
+	if conn := a.deviceConn(); conn != nil && me.ThingName != "" {
+		payload, _ := json.Marshal(me)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := conn.Publish(ctx, "edgecam/"+me.ThingName+"/events/motion", payload, 1); err != nil {
+				log.Warn("motion event not published", zap.Error(err))
+			}
+		}()
+	}
+}
+
+// startMotionRecordings starts a recording session on every gated recorder, from the
+// keyframe at or before since (the pre-roll, which the hub keeps).
+func (a *Agent) startMotionRecordings(since time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.recordCtx == nil || a.stopping {
+		return
+	}
+	for _, rec := range a.gated {
+		ctx, cancel := context.WithCancel(a.recordCtx)
+		sub := a.hub.Subscribe(media.SubscribeOptions{Name: rec.Name() + " (motion)", Since: since, QueueFrames: 4 * a.cfg.Media.Hub.QueueFrames})
+		a.motion.mu.Lock()
+		a.motion.sessions = append(a.motion.sessions, cancel)
+		a.motion.mu.Unlock()
+		a.recorders.Add(1) // under a.mu, so that it never races the shutdown's Wait
+		go func() {
+			defer a.recorders.Done()
+			if err := rec.Record(ctx, sub); err != nil {
+				a.log.Warn("motion recording failed", zap.String("recorder", rec.Name()), zap.Error(err))
+			}
+		}()
+	}
+}
+
+// stopMotionRecordings ends the running motion recordings; each finalises its file.
+func (a *Agent) stopMotionRecordings() {
+	a.motion.mu.Lock()
+	sessions := a.motion.sessions
+	a.motion.sessions = nil
+	a.motion.mu.Unlock()
+	for _, cancel := range sessions {
+		cancel()
+	}
+}
+
+// MotionActive reports whether a motion event is under way.
+func (a *Agent) MotionActive() bool {
+	a.motion.mu.Lock()
+	defer a.motion.mu.Unlock()
+	return a.motion.active
+}
