@@ -48,21 +48,21 @@ type Event struct {
 
 // Report is an evaluation's outcome.
 type Report struct {
-	Video            string
-	Duration         float64
-	Frames           []Frame
-	Events           []Event
-	Threshold        float64 // the score at which a frame counts as motion (0.5)
-	ContinuousBytes  int64
-	GatedBytes       int64
-	Labels           []Interval
-	Precision        float64 // detected events overlapping a labelled interval
-	Recall           float64 // labelled intervals whose whole span a recording covers
-	Missed           []Interval
-	FalseEvents      []Event
-	AnalysisFPS      float64
-	EncodedFrames    int
-	DetectorMicros   float64 // mean time per analysed frame
+	Video           string
+	Duration        float64
+	Frames          []Frame
+	Events          []Event
+	Threshold       float64 // the score at which a frame counts as motion (0.5)
+	ContinuousBytes int64
+	GatedBytes      int64
+	Labels          []Interval
+	Precision       float64 // detected events overlapping a labelled interval
+	Recall          float64 // labelled intervals whose whole span a recording covers
+	Missed          []Interval
+	FalseEvents     []Event
+	AnalysisFPS     float64
+	EncodedFrames   int
+	DetectorMicros  float64 // mean time per analysed frame
 }
 
 type encodedUnit struct {
@@ -131,4 +131,3 @@ func Run(ctx context.Context, o Options, labels []Interval) (*Report, error) {
 	sort.Slice(frames, func(i, j int) bool { return frames[i].PTS < frames[j].PTS })
 	return analyse(o, labels, units, frames, first)
 }
-

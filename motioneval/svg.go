@@ -13,13 +13,13 @@ import (
 // blue), with a one-line summary on top.
 func (r *Report) WriteSVG(w io.Writer) error {
 	const (
-		width, height    = 1200.0, 360.0
-		left, right      = 50.0, 20.0
-		top, plotH       = 60.0, 220.0
-		bandY, bandH     = top + plotH + 12, 14.0
-		recY             = bandY + bandH + 4
-		tickEvery        = 5.0
-		scoreTop float64 = 1
+		width, height         = 1200.0, 360.0
+		left, right           = 50.0, 20.0
+		top, plotH            = 60.0, 220.0
+		bandY, bandH          = top + plotH + 12, 14.0
+		recY                  = bandY + bandH + 4
+		tickEvery             = 5.0
+		scoreTop      float64 = 1
 	)
 	dur := max(r.Duration, 1e-3)
 	x := func(t float64) float64 { return left + (width-left-right)*t/dur }
