@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -48,8 +49,9 @@ type Agent struct {
 	webrtc *webrtc.Server
 	motion motionState
 
-	mu         sync.Mutex
-	gated      []media.Recorder // recorders that record motion events only
+	mu          sync.Mutex
+	metricsAddr string
+	gated       []media.Recorder // recorders that record motion events only
 	live       *liveView
 	thing      string
 	conn       *iot.Conn
@@ -215,6 +217,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(motionDone)
 		a.runMotion(recordCtx)
 	}()
+	if l := a.cfg.Metrics.Listen; l != "" {
+		ln, err := net.Listen("tcp", l)
+		if err != nil {
+			a.log.Error("metrics endpoint off", zap.String("listen", l), zap.Error(err))
+		} else {
+			a.mu.Lock()
+			a.metricsAddr = ln.Addr().String()
+			a.mu.Unlock()
+			a.log.Info("metrics", zap.String("url", "http://"+ln.Addr().String()+"/metrics"))
+			go a.serveMetrics(cloudCtx, ln)
+		}
+	}
 
 	srcErr := a.source.Run(ctx)
 	switch {

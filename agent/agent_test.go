@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -83,4 +85,40 @@ func TestKVSWithoutKvssinkFallsBackToLocalSegments(t *testing.T) {
 	require.NoError(t, a.Run(ctx))
 	require.NotEmpty(t, a.Recordings(), "local segments were written instead")
 	require.Len(t, logs.FilterLevelExact(zap.WarnLevel).All(), 1, "and only once")
+}
+
+// TestIdleProfileAndMetrics: with nothing moving and nobody watching, the encoder drops to
+// the idle profile; /metrics and /healthz report it.
+func TestIdleProfileAndMetrics(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Media.Source = config.Source{Kind: config.SourceCustom, Format: config.FormatRaw, Width: 320, Height: 180, Framerate: 30,
+		Pipeline: "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=180,framerate=30/1"}
+	cfg.Motion.IdleBitrateKbps, cfg.Motion.IdleFramerate = 400, 10
+	cfg.Metrics.Listen = "127.0.0.1:0"
+	cfg.Recording.Mode = config.RecordOff
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	require.Eventually(t, func() bool { return a.Source().Bitrate() == 400 && a.Source().Framerate() == 10 }, 10*time.Second, 50*time.Millisecond,
+		"a still scene runs on the idle profile")
+	require.False(t, a.MotionActive())
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + a.MetricsAddr() + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	require.Eventually(t, func() bool { code, _ := get("/healthz"); return code == http.StatusOK }, 5*time.Second, 50*time.Millisecond)
+	_, body := get("/metrics")
+	require.Contains(t, body, "edgecam_encoder_bitrate_kbps 400")
+	require.Contains(t, body, "edgecam_motion_active 0")
+	require.Contains(t, body, "# TYPE edgecam_video_frames_total counter")
+	require.Regexp(t, `edgecam_video_frames_total [1-9]`, body)
 }

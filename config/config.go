@@ -25,6 +25,7 @@ type Config struct {
 	Telemetry    Telemetry    `yaml:"telemetry"`
 	WebRTC       WebRTC       `yaml:"webrtc"`
 	Motion       Motion       `yaml:"motion"`
+	Metrics      Metrics      `yaml:"metrics"`
 	Media        Media        `yaml:"media"`
 	Recording    Recording    `yaml:"recording"`
 }
@@ -124,6 +125,12 @@ type Motion struct {
 	// nobody watches (when the agent encodes); 0 keeps the full setting.
 	IdleBitrateKbps int `yaml:"idle_bitrate_kbps"`
 	IdleFramerate   int `yaml:"idle_framerate"`
+}
+
+// Metrics configures the local HTTP endpoint with /metrics (Prometheus text) and /healthz.
+type Metrics struct {
+	// Listen is host:port; empty turns the endpoint off.
+	Listen string `yaml:"listen"`
 }
 
 // Telemetry configures status messages over MQTT.

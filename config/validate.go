@@ -92,6 +92,11 @@ func (cfg *Config) Validate() Problems {
 	c.intRange("media.hub.queue_frames", hub.QueueFrames, 8, 10000)
 
 	cfg.validateMotion(&c)
+	if l := cfg.Metrics.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			c.add("metrics.listen", "%q: write host:port, e.g. 127.0.0.1:9108 (empty turns metrics off)", l)
+		}
+	}
 
 	rec := cfg.Recording
 	c.oneOf("recording.mode", rec.Mode, RecordModes)

@@ -319,6 +319,16 @@ func (s *Source) Stats() (frames uint64, restarts int) {
 	return s.count, s.restarts
 }
 
+// LastFrame returns when the newest access unit arrived (zero before the first).
+func (s *Source) LastFrame() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.count == 0 {
+		return time.Time{}
+	}
+	return s.lastFrame
+}
+
 // FrameCount returns how many access units the source has published.
 func (s *Source) FrameCount() uint64 {
 	f, _ := s.Stats()
