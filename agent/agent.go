@@ -52,15 +52,15 @@ type Agent struct {
 	mu          sync.Mutex
 	metricsAddr string
 	gated       []media.Recorder // recorders that record motion events only
-	live       *liveView
-	thing      string
-	conn       *iot.Conn
-	creds      aws.CredentialsProvider
-	recordCtx  context.Context
-	recorders  sync.WaitGroup
-	recErrs    []error
-	stopping   bool
-	kvsStarted bool
+	live        *liveView
+	thing       string
+	conn        *iot.Conn
+	creds       aws.CredentialsProvider
+	recordCtx   context.Context
+	recorders   sync.WaitGroup
+	recErrs     []error
+	stopping    bool
+	kvsStarted  bool
 }
 
 // New checks the configuration against what this machine can run and builds the agent.
