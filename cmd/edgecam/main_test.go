@@ -177,6 +177,8 @@ func TestDevicesCommand(t *testing.T) {
 	}
 }
 
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
 var segmentNameRE = regexp.MustCompile(`(\d{8}T\d{6}\.\d{3}Z)`)
 
 var motionLineRE = regexp.MustCompile(`motion (start|end) \(broker\): start (\d\d:\d\d:\d\d\.\d{3})(?:, end (\d\d:\d\d:\d\d\.\d{3}))?`)
@@ -208,6 +210,12 @@ func TestDryRunMotionMode(t *testing.T) {
 		}
 	}
 	require.Len(t, events, len(side.Motion), "one event per labelled interval (event_gap 2s keeps them apart):\n%s", text)
+	// Map clip time to wall time through the first event: the others must start where the labels say.
+	clipStart := events[0].from.Add(-seconds(side.Motion[0].Start))
+	for i, e := range events {
+		want := clipStart.Add(seconds(side.Motion[i].Start))
+		require.WithinDuration(t, want, e.from, 600*time.Millisecond, "event %d starts %v, label says %v", i, e.from.Format("15:04:05.000"), want.Format("15:04:05.000"))
+	}
 
 	files, err := filepath.Glob(filepath.Join(out, "recordings", "*.mkv"))
 	require.NoError(t, err)
@@ -261,6 +269,26 @@ func TestDryRunMotionMode(t *testing.T) {
 		}
 		require.True(t, begins, "recording %v–%v does not begin at an event's pre-roll", s.from, s.to)
 	}
-	t.Logf("events %d, recordings %v, %s of 27 s recorded", len(events), spans, total)
+	// Nothing is recorded away from the labels: each recording lies between a label's pre-roll keyframe and
+	// its end plus post-roll, plus the detector's settling (a stopped object is absorbed after
+	// motion.DefaultStationaryFrames analysis frames, 3 s at 5 fps) and a GOP of segment slack.
+	const settle = 3*time.Second + gop
+	for _, s := range spans {
+		inside := false
+		for i, a := range side.Motion {
+			for _, b := range side.Motion[i:] {
+				lo := clipStart.Add(seconds(a.Start) - preRoll - gop - 300*time.Millisecond)
+				hi := clipStart.Add(seconds(b.End) + 2*time.Second + settle)
+				if !s.from.Before(lo) && !s.to.After(hi) {
+					inside = true
+				}
+			}
+		}
+		require.True(t, inside, "recording %v–%v is not around a labelled interval %v", s.from.Format("15:04:05.000"), s.to.Format("15:04:05.000"), side.Motion)
+	}
+	for _, s := range spans {
+		t.Logf("recording clip %.1f s – %.1f s", s.from.Sub(clipStart).Seconds(), s.to.Sub(clipStart).Seconds())
+	}
+	t.Logf("events %d, labels %v, %s of 27 s recorded", len(events), side.Motion, total)
 	require.LessOrEqual(t, len(spans), len(events))
 }
