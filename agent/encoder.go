@@ -29,25 +29,18 @@ func (a *Agent) controlEncoder(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		viewers := 0
-		if a.webrtc != nil {
-			viewers = a.webrtc.Viewers()
-		}
-		bitrate, fps := full, fullFPS
-		if motionOn && viewers == 0 && !a.MotionActive() {
-			if idle := a.cfg.Motion.IdleBitrateKbps; idle > 0 {
-				bitrate = min(full, idle)
-			}
-			if idle := a.cfg.Motion.IdleFramerate; idle > 0 {
-				fps = min(fullFPS, idle)
-			}
+		in := encoderInputs{
+			FullKbps: full, FullFPS: fullFPS,
+			IdleKbps: a.cfg.Motion.IdleBitrateKbps, IdleFPS: a.cfg.Motion.IdleFramerate,
+			MinKbps:  a.cfg.WebRTC.MinBitrateKbps,
+			MotionOn: motionOn, Moving: a.MotionActive(),
 		}
 		if a.webrtc != nil {
-			if est, ok := a.webrtc.EstimatedBitrate(); ok {
-				// Leave headroom for RTP, retransmissions and keyframe bursts.
-				bitrate = max(a.cfg.WebRTC.MinBitrateKbps, min(bitrate, est*85/100))
-			}
+			in.Viewers = a.webrtc.Viewers()
+			in.EstimateKbps, in.HasEstimate = a.webrtc.EstimatedBitrate()
 		}
+		viewers := in.Viewers
+		bitrate, fps := encoderTarget(in)
 		if fps != a.source.Framerate() {
 			if err := a.source.SetFramerate(fps); err == nil {
 				a.log.Info("encoder frame rate", zap.Int("fps", fps), zap.Int("viewers", viewers), zap.Bool("motion", a.MotionActive()))
@@ -63,6 +56,35 @@ func (a *Agent) controlEncoder(ctx context.Context) {
 		}
 		a.log.Info("encoder bitrate", zap.Int("kbps", bitrate), zap.Int("viewers", viewers), zap.Bool("motion", a.MotionActive()))
 	}
+}
+
+// encoderInputs is what the encoder's target depends on.
+type encoderInputs struct {
+	FullKbps, FullFPS int  // media.encoder.bitrate_kbps, media.source.framerate
+	IdleKbps, IdleFPS int  // motion.idle_*; 0 keeps the full value
+	MinKbps           int  // webrtc.min_bitrate_kbps
+	MotionOn, Moving  bool // motion detection runs; an event is under way
+	Viewers           int
+	EstimateKbps      int // lowest bandwidth estimate across viewers
+	HasEstimate       bool
+}
+
+// encoderTarget returns the bitrate and frame rate the encoder should run at.
+func encoderTarget(in encoderInputs) (kbps, fps int) {
+	kbps, fps = in.FullKbps, in.FullFPS
+	if in.MotionOn && in.Viewers == 0 && !in.Moving {
+		if in.IdleKbps > 0 {
+			kbps = min(kbps, in.IdleKbps)
+		}
+		if in.IdleFPS > 0 {
+			fps = min(fps, in.IdleFPS)
+		}
+	}
+	if in.HasEstimate {
+		// Leave headroom for RTP, retransmissions and keyframe bursts.
+		kbps = max(in.MinKbps, min(kbps, in.EstimateKbps*85/100))
+	}
+	return kbps, fps
 }
 
 func abs(x int) int {
