@@ -60,7 +60,6 @@ type Agent struct {
 	recorders   sync.WaitGroup
 	recErrs     []error
 	stopping    bool
-	kvsStarted  bool
 }
 
 // New checks the configuration against what this machine can run and builds the agent.
