@@ -102,7 +102,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		return err
 	}
 	cfg := l.Config
-	var events atomic.Int32
+	var messages, events atomic.Int32 // every message; completed events ("end")
 	if err := cloud.Observe("edgecam/+/events/motion", func(_ string, payload []byte) {
 		var ev struct {
 			Event, ThingName string
@@ -113,7 +113,10 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		if json.Unmarshal(payload, &ev) != nil {
 			return
 		}
-		events.Add(1)
+		messages.Add(1)
+		if ev.Event == "end" {
+			events.Add(1)
+		}
 		line := fmt.Sprintf("motion %s (broker): start %s", ev.Event, ev.Start.Format("15:04:05.000"))
 		if ev.End != nil {
 			line += ", end " + ev.End.Format("15:04:05.000")
@@ -162,7 +165,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if thing := a.Thing(); thing != "" {
 		fmt.Fprintf(w, "dry-run: device provisioned through localcloud as %s (identity in %s)\n", thing, cfg.StateDir)
 	}
-	fmt.Fprintf(w, "dry-run: %d motion events received on the broker\n", events.Load())
+	fmt.Fprintf(w, "dry-run: %d motion events (%d messages) received on the broker\n", events.Load(), messages.Load())
 	files := a.Recordings()
 	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())
 	for _, file := range files {
