@@ -88,17 +88,27 @@ func EnsureIdentity(ctx context.Context, cfg config.Config, log *zap.Logger) (id
 	return id, true, nil
 }
 
-// ConnectDevice connects to AWS IoT Core with the device certificate, as the thing.
-func ConnectDevice(ctx context.Context, cfg config.Config, id *provisioning.Identity, opts iot.Options, log *zap.Logger) (*iot.Conn, error) {
+// deviceTLS returns what the device proves itself with (its certificate and key) and the
+// roots it trusts (iot.ca_cert), for AWS IoT Core and the credentials provider alike.
+func deviceTLS(cfg config.Config, id *provisioning.Identity) (tls.Certificate, *x509.CertPool, error) {
 	store, err := provisioning.OpenStore(cfg.StateDir)
 	if err != nil {
-		return nil, err
+		return tls.Certificate{}, nil, err
 	}
 	cert, err := store.TLSCertificate(id)
 	if err != nil {
-		return nil, err
+		return tls.Certificate{}, nil, err
 	}
 	pool, _, err := rootCAs(cfg)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return cert, pool, nil
+}
+
+// ConnectDevice connects to AWS IoT Core with the device certificate, as the thing.
+func ConnectDevice(ctx context.Context, cfg config.Config, id *provisioning.Identity, opts iot.Options, log *zap.Logger) (*iot.Conn, error) {
+	cert, pool, err := deviceTLS(cfg, id)
 	if err != nil {
 		return nil, err
 	}
@@ -113,15 +123,7 @@ func ConnectDevice(ctx context.Context, cfg config.Config, id *provisioning.Iden
 
 // credentialsFor returns the IoT credentials provider client for the device.
 func credentialsFor(cfg config.Config, id *provisioning.Identity) (*provisioning.IoTCredentials, error) {
-	store, err := provisioning.OpenStore(cfg.StateDir)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := store.TLSCertificate(id)
-	if err != nil {
-		return nil, err
-	}
-	pool, _, err := rootCAs(cfg)
+	cert, pool, err := deviceTLS(cfg, id)
 	if err != nil {
 		return nil, err
 	}
