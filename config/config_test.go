@@ -18,6 +18,20 @@ func writeFile(t *testing.T, body string) string {
 	return p
 }
 
+// requireProblems loads yaml and requires exactly the problems in want, in order (each a
+// substring of its problem's text); it returns the load error.
+func requireProblems(t *testing.T, yaml string, want []string) error {
+	t.Helper()
+	_, err := Load(LoadOptions{Path: writeFile(t, yaml), Required: true})
+	var cerr *Error
+	require.ErrorAs(t, err, &cerr)
+	require.Len(t, cerr.Problems, len(want), "%v", err)
+	for i, w := range want {
+		require.Contains(t, cerr.Problems[i].String(), w)
+	}
+	return err
+}
+
 func TestDefaultsAreValid(t *testing.T) {
 	cfg := Default()
 	require.Empty(t, cfg.Validate())
@@ -72,13 +86,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
-			var cerr *Error
-			require.ErrorAs(t, err, &cerr)
-			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
-			for i, w := range tt.want {
-				require.Contains(t, cerr.Problems[i].String(), w)
-			}
+			err := requireProblems(t, tt.yaml, tt.want)
 			require.Contains(t, err.Error(), "problem")
 		})
 	}
@@ -258,13 +266,7 @@ func TestCloudValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
-			var cerr *Error
-			require.ErrorAs(t, err, &cerr)
-			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
-			for i, w := range tt.want {
-				require.Contains(t, cerr.Problems[i].String(), w)
-			}
+			requireProblems(t, tt.yaml, tt.want)
 		})
 	}
 	l, err := Load(LoadOptions{Path: writeFile(t, "iot:\n  endpoint: abc-ats.iot.eu-west-2.amazonaws.com:443\nprovisioning:\n  parameters:\n    Location: lab\n"), Required: true})
@@ -288,13 +290,7 @@ func TestMediaValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(LoadOptions{Path: writeFile(t, tt.yaml), Required: true})
-			var cerr *Error
-			require.ErrorAs(t, err, &cerr)
-			require.Len(t, cerr.Problems, len(tt.want), "%v", err)
-			for i, w := range tt.want {
-				require.Contains(t, cerr.Problems[i].String(), w)
-			}
+			err := requireProblems(t, tt.yaml, tt.want)
 			require.NotContains(t, err.Error(), "hunter2")
 		})
 	}
