@@ -52,10 +52,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if err != nil {
 		return err
 	}
-	path := ""
-	if cmd.Flags().Changed("config") {
-		path = g.configPath
-	}
+	path := g.explicitConfig(cmd)
 	// localcloud needs the log settings before the agent's configuration can point at it.
 	pre, err := g.loadFrom(cmd, path, nil)
 	if err != nil {

@@ -117,6 +117,15 @@ func (g *globals) load(cmd *cobra.Command, adjust func(*config.Config)) (*config
 	return g.loadFrom(cmd, g.configPath, adjust)
 }
 
+// explicitConfig is the --config file when one was named, else "": for commands that run
+// on their own defaults rather than the device's /etc/edgecam/edgecam.yaml.
+func (g *globals) explicitConfig(cmd *cobra.Command) string {
+	if cmd.Flags().Changed("config") {
+		return g.configPath
+	}
+	return ""
+}
+
 func (g *globals) loadFrom(cmd *cobra.Command, path string, adjust func(*config.Config)) (*config.Loaded, error) {
 	l, err := config.Load(config.LoadOptions{
 		Path:     path,

@@ -27,11 +27,7 @@ func newMotionCmd(g *globals) *cobra.Command {
 			if _, err := os.Stat(video); err != nil {
 				return configError(fmt.Errorf("--video: %w", err))
 			}
-			path := ""
-			if cmd.Flags().Changed("config") {
-				path = g.configPath
-			}
-			l, err := g.loadFrom(cmd, path, nil)
+			l, err := g.loadFrom(cmd, g.explicitConfig(cmd), nil)
 			if err != nil {
 				return err
 			}
