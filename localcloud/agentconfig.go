@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/edgecam/edgecam/internal/atomicfile"
 )
 
 // AgentConfig returns an agent configuration (YAML) that provisions through this localcloud
@@ -49,7 +51,7 @@ func (c *Cloud) WriteAgentConfig(stateDir string) (bool, error) {
 	if c.MQTTEndpoint() == "" {
 		return false, errors.New("localcloud: start it before writing the agent configuration")
 	}
-	return true, writePEM(c.paths.AgentConfig, []byte(c.AgentConfig(stateDir)), 0o644)
+	return true, atomicfile.Write(c.paths.AgentConfig, []byte(c.AgentConfig(stateDir)), 0o644)
 }
 
 func stunOrNone(url string) string {

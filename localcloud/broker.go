@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -21,6 +22,7 @@ type principal struct {
 	certID string
 	claim  bool
 	thing  string // the thing the certificate is attached to (device certificates)
+	conn   *mqtt.Client
 }
 
 // broker is the embedded MQTT 5 broker: TLS with client-certificate authentication, an
@@ -148,9 +150,9 @@ func (h *policyHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bo
 		log.Warn("connection refused: certificate not active", zap.String("status", rec.Status))
 		return false
 	}
-	p := principal{certID: id, claim: rec.Claim}
+	p := principal{certID: id, claim: rec.Claim, conn: cl}
 	if !rec.Claim {
-		if !contains(rec.Things, cl.ID) {
+		if !slices.Contains(rec.Things, cl.ID) {
 			log.Warn("connection refused: the client ID must be the thing name the certificate is attached to", zap.Strings("things", rec.Things))
 			return false
 		}
@@ -163,12 +165,13 @@ func (h *policyHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bo
 	return true
 }
 
+// OnDisconnect forgets the connection's principal, unless a newer connection with the same
+// client ID has taken it over (mochi may disconnect the old one before marking it taken over).
 func (h *policyHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	if cl.IsTakenOver() {
-		return
-	}
 	h.b.mu.Lock()
-	delete(h.b.principals, cl.ID)
+	if p, ok := h.b.principals[cl.ID]; ok && p.conn == cl {
+		delete(h.b.principals, cl.ID)
+	}
 	h.b.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,21 @@ type IssuedCredentials struct {
 type credentialStore struct {
 	mu    sync.Mutex
 	byKey map[string]IssuedCredentials
+}
+
+// issue mints temporary credentials for a thing's role alias, as the credentials provider
+// does, and keeps them so that signed requests can be checked.
+func (s *credentialStore) issue(thing, alias string, lifetime time.Duration) IssuedCredentials {
+	c := IssuedCredentials{
+		AccessKeyID:     "ASIA" + randomUpper(16),
+		SecretAccessKey: randomBase64(30),
+		SessionToken:    randomBase64(300),
+		Expiration:      time.Now().Add(lifetime).UTC().Truncate(time.Second),
+		ThingName:       thing,
+		RoleAlias:       alias,
+	}
+	s.add(c)
+	return c
 }
 
 func (s *credentialStore) add(c IssuedCredentials) {
@@ -104,7 +120,7 @@ func (e *credentialsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		credentialsError(w, http.StatusForbidden, "ForbiddenException", "Access Denied")
 		return
 	}
-	if thingName == "" || !contains(rec.Things, thingName) {
+	if thingName == "" || !slices.Contains(rec.Things, thingName) {
 		log.Warn("credentials refused: thing name does not match the certificate")
 		credentialsError(w, http.StatusForbidden, "ForbiddenException", "Invalid thing name passed")
 		return
@@ -114,15 +130,7 @@ func (e *credentialsEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		credentialsError(w, http.StatusNotFound, "ResourceNotFoundException", "Role alias does not exist")
 		return
 	}
-	c := IssuedCredentials{
-		AccessKeyID:     "ASIA" + randomUpper(16),
-		SecretAccessKey: randomBase64(30),
-		SessionToken:    randomBase64(300),
-		Expiration:      time.Now().Add(e.lifetime).UTC().Truncate(time.Second),
-		ThingName:       thingName,
-		RoleAlias:       alias,
-	}
-	e.store.add(c)
+	c := e.store.issue(thingName, alias, e.lifetime)
 	var body credentialsBody
 	body.Credentials.AccessKeyID = c.AccessKeyID
 	body.Credentials.SecretAccessKey = c.SecretAccessKey

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"strings"
 	"sync"
@@ -213,7 +214,13 @@ func (f *fleetResponder) newCertificate(certPEM []byte, keyPEM string) (any, *re
 	_, _ = rand.Read(raw)
 	token := base64.StdEncoding.EncodeToString(raw)
 	f.mu.Lock()
-	f.tokens[token] = ownership{certID: id, expires: f.now().Add(f.opts.TokenTTL)}
+	now := f.now()
+	for t, own := range f.tokens { // tokens never redeemed
+		if now.After(own.expires) {
+			delete(f.tokens, t)
+		}
+	}
+	f.tokens[token] = ownership{certID: id, expires: now.Add(f.opts.TokenTTL)}
 	f.mu.Unlock()
 	return createResponse{CertificateID: id, CertificatePEM: string(certPEM), CertificateOwnershipToken: token, PrivateKey: keyPEM}, nil
 }
@@ -229,16 +236,23 @@ func (f *fleetResponder) register(req fleetRequest, template, format string) (an
 	if in.CertificateOwnershipToken == "" {
 		return nil, reject(400, "InvalidCertificateOwnershipToken", "Certificate ownership token cannot be empty.")
 	}
+	// A token provisions once: take it now, so that a concurrent request with the same token
+	// is refused, and give it back if this request is rejected.
 	f.mu.Lock()
 	own, ok := f.tokens[in.CertificateOwnershipToken]
-	if ok && f.now().After(own.expires) {
-		delete(f.tokens, in.CertificateOwnershipToken)
-		ok = false
-	}
+	delete(f.tokens, in.CertificateOwnershipToken)
 	f.mu.Unlock()
-	if !ok {
+	if !ok || f.now().After(own.expires) {
 		return nil, reject(400, "InvalidCertificateOwnershipToken", "Certificate ownership token is invalid or has expired.")
 	}
+	redeemed := false
+	defer func() {
+		if !redeemed {
+			f.mu.Lock()
+			f.tokens[in.CertificateOwnershipToken] = own
+			f.mu.Unlock()
+		}
+	}()
 	serial := in.Parameters["SerialNumber"]
 	if serial == "" {
 		return nil, reject(400, "InvalidParameters", "Parameter SerialNumber is required by template "+template+".")
@@ -257,7 +271,9 @@ func (f *fleetResponder) register(req fleetRequest, template, format string) (an
 		if !out.AllowProvisioning {
 			return nil, reject(403, "AccessDenied", "Failed provisioning due to the pre provisioning hook rejecting the request.")
 		}
-		params = merge(params, out.ParameterOverrides)
+		params = make(map[string]string, len(in.Parameters)+len(out.ParameterOverrides))
+		maps.Copy(params, in.Parameters)
+		maps.Copy(params, out.ParameterOverrides)
 	}
 	// The template names the thing after its serial number, like AWS's surveillance sample.
 	thing := params["SerialNumber"]
@@ -267,23 +283,10 @@ func (f *fleetResponder) register(req fleetRequest, template, format string) (an
 	if err := f.reg.registerThing(thing, own.certID, params); err != nil {
 		return nil, reject(500, "InternalFailure", "Failed to register the thing.")
 	}
-	f.mu.Lock()
-	delete(f.tokens, in.CertificateOwnershipToken) // a token provisions once
-	f.mu.Unlock()
+	redeemed = true
 	cfg := map[string]string{}
 	for k, v := range f.opts.DeviceConfiguration {
 		cfg[k] = strings.ReplaceAll(v, "{{thing}}", thing)
 	}
 	return registerResponse{DeviceConfiguration: cfg, ThingName: thing}, nil
-}
-
-func merge(a, b map[string]string) map[string]string {
-	out := make(map[string]string, len(a)+len(b))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		out[k] = v
-	}
-	return out
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,10 +70,12 @@ type kvsServer struct {
 
 // kvsOptions configure the stand-in.
 type kvsOptions struct {
-	Addr, Dir, Region, Account, Channel string
-	Activation, Skew                    time.Duration
-	ICE                                 []ICEServerConfig
-	TLS                                 *tls.Config
+	Addr, Region, Account, Channel string
+	// ViewerFile and ChannelsFile are where viewer.json and the channels are kept.
+	ViewerFile, ChannelsFile string
+	Activation, Skew         time.Duration
+	ICE                      []ICEServerConfig
+	TLS                      *tls.Config
 	// TURN serves TURN and STUN on this UDP port of the listen host (-1: no TURN).
 	TURNPort int
 	// Issued finds credentials issued by the credentials endpoint.
@@ -90,10 +91,10 @@ func startKVS(o kvsOptions) (*kvsServer, error) {
 	if o.Channel == "" {
 		o.Channel = DefaultSignalingChannel
 	}
-	k := &kvsServer{log: o.Log, region: o.Region, ice: o.ICE, viewerPath: filepath.Join(o.Dir, "viewer.json")}
+	k := &kvsServer{log: o.Log, region: o.Region, ice: o.ICE, viewerPath: o.ViewerFile}
 	k.skew.Store(int64(o.Skew))
 	var err error
-	if k.channels, err = openChannelStore(filepath.Join(o.Dir, "kvs-channels.json"), o.Region, o.Account, o.Activation); err != nil {
+	if k.channels, err = openChannelStore(o.ChannelsFile, o.Region, o.Account, o.Activation); err != nil {
 		return nil, err
 	}
 	if _, ok := k.channels.named(o.Channel); !ok {
@@ -274,7 +275,7 @@ func (c *Cloud) ViewerConfig() (ViewerConfig, error) {
 }
 
 // ViewerConfigPath returns DIR/viewer.json.
-func (c *Cloud) ViewerConfigPath() string { return filepath.Join(c.opts.Dir, "viewer.json") }
+func (c *Cloud) ViewerConfigPath() string { return c.paths.Viewer }
 
 // SetKVSClockSkew shifts the KVS stand-in's clock, to test clock-skew correction.
 func (c *Cloud) SetKVSClockSkew(d time.Duration) error {
@@ -376,14 +377,5 @@ func (c *Cloud) SendSignalingMasterRaw(channel string, data []byte) error {
 // IssueCredentials issues temporary credentials for a thing as the credentials endpoint
 // does, without the certificate exchange (for tests and tools).
 func (c *Cloud) IssueCredentials(thingName string) IssuedCredentials {
-	cr := IssuedCredentials{
-		AccessKeyID:     "ASIA" + randomUpper(16),
-		SecretAccessKey: randomBase64(30),
-		SessionToken:    randomBase64(300),
-		Expiration:      time.Now().Add(c.opts.CredentialLifetime).UTC().Truncate(time.Second),
-		ThingName:       thingName,
-		RoleAlias:       c.opts.RoleAliases[0],
-	}
-	c.creds.add(cr)
-	return cr
+	return c.creds.issue(thingName, c.opts.RoleAliases[0], c.opts.CredentialLifetime)
 }

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/edgecam/edgecam/internal/atomicfile"
 )
 
 // signalingChannel is a KVS signaling channel as localcloud keeps it.
@@ -103,7 +105,7 @@ func (s *channelStore) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writePEM(s.path, append(data, '\n'), 0o644)
+	return atomicfile.Write(s.path, append(data, '\n'), 0o644)
 }
 
 func (s *channelStore) named(name string) (signalingChannel, bool) {

@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/atomicfile"
 	"go.uber.org/zap"
 )
 
@@ -79,16 +81,17 @@ type Options struct {
 
 // Paths are the files a localcloud keeps in its directory.
 type Paths struct {
-	CA, CAKey          string
-	ClaimCert          string
-	ClaimKey           string
-	AllowList          string
-	Registry           string
-	AgentConfig        string
-	ResponderCert      string // client certificate for the responder on an external broker
-	ResponderKey       string
-	AgentStateDir      string
-	ServerCertificates string
+	CA, CAKey     string
+	ClaimCert     string
+	ClaimKey      string
+	AllowList     string
+	Registry      string
+	AgentConfig   string
+	ResponderCert string // client certificate for the responder on an external broker
+	ResponderKey  string
+	AgentStateDir string
+	Viewer        string // viewer.json: the KVS viewer key pair and channel
+	KVSChannels   string
 }
 
 // Cloud is a running localcloud.
@@ -100,6 +103,8 @@ type Cloud struct {
 	reg   *registry
 	creds *credentialStore
 	fleet *fleetResponder
+
+	allowMu sync.Mutex // serialises Allow's read-modify-write of the allow-list
 
 	mu        sync.Mutex
 	broker    *broker
@@ -117,6 +122,7 @@ func pathsIn(dir string) Paths {
 		CA: j("ca.pem"), CAKey: j("ca.key"), ClaimCert: j("claim.pem"), ClaimKey: j("claim.key"),
 		AllowList: j("allowed-serials.txt"), Registry: j("registry.json"), AgentConfig: j("edgecam.yaml"),
 		ResponderCert: j("responder.pem"), ResponderKey: j("responder.key"), AgentStateDir: j("agent-state"),
+		Viewer: j("viewer.json"), KVSChannels: j("kvs-channels.json"),
 	}
 }
 
@@ -177,19 +183,20 @@ func (c *Cloud) initFiles() error {
 		if err != nil {
 			return err
 		}
-		if err := writePEM(p.CAKey, keyPEM, 0o600); err != nil {
+		c.ca = ca
+		if err := atomicfile.Write(p.CAKey, keyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := writePEM(p.CA, ca.pem, 0o644); err != nil {
+		if err := atomicfile.Write(p.CA, ca.pem, 0o644); err != nil {
 			return err
 		}
 		c.log.Info("created the local CA", zap.String("file", p.CA))
+	} else {
+		if c.ca, err = loadAuthority(p.CA, p.CAKey); err != nil {
+			return err
+		}
 	}
-	ca, err := loadAuthority(p.CA, p.CAKey)
-	if err != nil {
-		return err
-	}
-	c.ca = ca
+	ca := c.ca
 	for _, pair := range []struct{ cert, key, cn string }{
 		{p.ClaimCert, p.ClaimKey, "edgecam claim certificate"},
 		{p.ResponderCert, p.ResponderKey, "localcloud-responder"},
@@ -201,10 +208,10 @@ func (c *Cloud) initFiles() error {
 		if err != nil {
 			return err
 		}
-		if err := writePEM(pair.key, keyPEM, 0o600); err != nil {
+		if err := atomicfile.Write(pair.key, keyPEM, 0o600); err != nil {
 			return err
 		}
-		if err := writePEM(pair.cert, certPEM, 0o644); err != nil {
+		if err := atomicfile.Write(pair.cert, certPEM, 0o644); err != nil {
 			return err
 		}
 	}
@@ -214,7 +221,7 @@ func (c *Cloud) initFiles() error {
 		for _, s := range c.opts.AllowSerials {
 			b.WriteString(s + "\n")
 		}
-		if err := writePEM(p.AllowList, []byte(b.String()), 0o644); err != nil {
+		if err := atomicfile.Write(p.AllowList, []byte(b.String()), 0o644); err != nil {
 			return err
 		}
 	}
@@ -258,14 +265,18 @@ func (c *Cloud) allowed() map[string]bool {
 
 // Allow adds a serial number to the allow-list.
 func (c *Cloud) Allow(serial string) error {
-	if c.allowed()[serial] {
-		return nil
-	}
+	c.allowMu.Lock()
+	defer c.allowMu.Unlock()
 	data, err := os.ReadFile(c.paths.AllowList)
 	if err != nil {
 		return err
 	}
-	return writePEM(c.paths.AllowList, append(data, []byte(serial+"\n")...), 0o644)
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == serial {
+			return nil
+		}
+	}
+	return atomicfile.Write(c.paths.AllowList, append(data, []byte(serial+"\n")...), 0o644)
 }
 
 // Start listens and serves until ctx ends or Close is called.
@@ -296,7 +307,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 		return fmt.Errorf("localcloud: credentials listener: %w (another localcloud running? pick other ports)", err)
 	}
 	kvs, err := startKVS(kvsOptions{
-		Addr: net.JoinHostPort(c.opts.Host, strconv.Itoa(c.opts.KVSPort)), Dir: c.opts.Dir, Region: c.opts.Region,
+		Addr: net.JoinHostPort(c.opts.Host, strconv.Itoa(c.opts.KVSPort)), ViewerFile: c.paths.Viewer, ChannelsFile: c.paths.KVSChannels, Region: c.opts.Region,
 		Account: DefaultAccount, Channel: c.opts.KVSChannel, Activation: c.opts.KVSChannelActivation, Skew: c.opts.KVSClockSkew,
 		ICE: c.opts.KVSICEServers, Issued: c.creds.Lookup, Log: c.log.Named("kvs"), TURNPort: turnPort(c.opts),
 		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},
@@ -321,18 +332,20 @@ func (c *Cloud) Start(ctx context.Context) error {
 	for _, a := range c.opts.RoleAliases {
 		aliases[a] = true
 	}
+	// The credentials provider: the same mutual TLS as MQTT, with ServeTLS's own ALPN.
+	credsTLS := tlsCfg.Clone()
+	credsTLS.NextProtos = nil
 	c.http = &http.Server{
-		Handler: &credentialsEndpoint{reg: c.reg, aliases: aliases, lifetime: c.opts.CredentialLifetime, store: c.creds, log: c.log.Named("credentials")},
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{serverCert},
-			ClientAuth:   tls.RequireAndVerifyClientCert,
-			ClientCAs:    c.ca.pool(),
-			MinVersion:   tls.VersionTLS12,
-		},
+		Handler:           &credentialsEndpoint{reg: c.reg, aliases: aliases, lifetime: c.opts.CredentialLifetime, store: c.creds, log: c.log.Named("credentials")},
+		TLSConfig:         credsTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if err := b.serve(); err != nil {
-		return err
+		credsLn.Close()
+		_ = b.close()
+		kvs.close(context.Background())
+		c.kvs, c.broker = nil, nil
+		return fmt.Errorf("localcloud: MQTT broker: %w", err)
 	}
 	go func() { _ = c.http.ServeTLS(credsLn, "", "") }()
 	c.done = make(chan struct{})
@@ -350,7 +363,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 // serverCertificate issues the endpoints' certificate for localhost and the listen host.
 func (c *Cloud) serverCertificate() (tls.Certificate, error) {
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if !contains(hosts, c.opts.Host) && c.opts.Host != "0.0.0.0" && c.opts.Host != "::" {
+	if !slices.Contains(hosts, c.opts.Host) && c.opts.Host != "0.0.0.0" && c.opts.Host != "::" {
 		hosts = append(hosts, c.opts.Host)
 	}
 	certPEM, keyPEM, err := c.ca.serverCert(hosts)

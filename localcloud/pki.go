@@ -18,8 +18,6 @@ import (
 	"net"
 	"os"
 	"time"
-
-	"github.com/edgecam/edgecam/internal/atomicfile"
 )
 
 // deviceCertNotAfter is when AWS IoT's device certificates expire.
@@ -220,8 +218,4 @@ func certificateIDFromPEM(certPEM []byte) (string, error) {
 		return "", errors.New("no PEM certificate")
 	}
 	return certificateID(block.Bytes), nil
-}
-
-func writePEM(path string, data []byte, perm os.FileMode) error {
-	return atomicfile.Write(path, data, perm)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -103,11 +104,11 @@ func (r *registry) registerThing(name, certID string, attrs map[string]string) e
 		r.Things[name] = t
 	}
 	t.Attributes = attrs
-	if !contains(t.Certificates, certID) {
+	if !slices.Contains(t.Certificates, certID) {
 		t.Certificates = append(t.Certificates, certID)
 	}
 	c.Status = StatusActive
-	if !contains(c.Things, name) {
+	if !slices.Contains(c.Things, name) {
 		c.Things = append(c.Things, name)
 	}
 	return r.saveLocked()
@@ -133,13 +134,4 @@ func (r *registry) thingNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

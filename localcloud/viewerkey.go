@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/edgecam/edgecam/internal/atomicfile"
 )
 
 // ViewerConfig is DIR/viewer.json: what a KVS viewer client (AWS's KVS WebRTC SDK for
@@ -42,5 +44,5 @@ func writeViewerConfig(path string, vc ViewerConfig) error {
 	if err != nil {
 		return err
 	}
-	return writePEM(path, append(data, '\n'), 0o600)
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
