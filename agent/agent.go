@@ -46,8 +46,9 @@ type Agent struct {
 	// starts once the device identity (the default stream name) is known.
 	kvsWanted bool
 
-	webrtc *webrtc.Server
-	motion motionState
+	webrtc    *webrtc.Server
+	motion    motionState
+	publishes sync.WaitGroup // motion events under way to the broker
 
 	mu          sync.Mutex
 	metricsAddr string
@@ -186,6 +187,10 @@ func (a *Agent) Run(ctx context.Context) error {
 					if recSub != nil {
 						recSub.Close()
 					}
+					if a.webrtc != nil {
+						_ = a.webrtc.Close()
+					}
+					a.hub.Close()
 					return fmt.Errorf("cloud: %w", err)
 				}
 			case <-ctx.Done():
@@ -216,6 +221,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(motionDone)
 		a.runMotion(recordCtx)
 	}()
+	var metricsDone chan struct{}
 	if l := a.cfg.Metrics.Listen; l != "" {
 		ln, err := net.Listen("tcp", l)
 		if err != nil {
@@ -225,7 +231,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.metricsAddr = ln.Addr().String()
 			a.mu.Unlock()
 			a.log.Info("metrics", zap.String("url", "http://"+ln.Addr().String()+"/metrics"))
-			go a.serveMetrics(cloudCtx, ln)
+			metricsDone = make(chan struct{})
+			go func() {
+				defer close(metricsDone)
+				a.serveMetrics(cloudCtx, ln)
+			}()
 		}
 	}
 
@@ -251,9 +261,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = a.webrtc.Close()
 	}
 	a.hub.Close()
+	a.publishes.Wait() // the last motion event goes out before the connection closes
 	stopCloud()
 	if cloudDone != nil {
 		<-cloudDone
+	}
+	if metricsDone != nil {
+		<-metricsDone
 	}
 
 	fields := []zap.Field{zap.Uint64("frames", a.source.FrameCount())}

@@ -29,14 +29,14 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Warn("metrics endpoint stopped", zap.Error(err))
+		}
 	}()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		a.log.Warn("metrics endpoint stopped", zap.Error(err))
-	}
+	<-ctx.Done()
+	shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdown)
 }
 
 // health says why the agent is unhealthy: no frame for twice the stall timeout.
@@ -79,7 +79,8 @@ func (a *Agent) metricsText() string {
 	metric("edgecam_motion_events_total", "counter", "Motion events started.", float64(st.Motion.Events))
 	metric("edgecam_motion_score", "gauge", "Motion score of the newest analysis frame (motion at 0.5 and above).", st.Motion.Score)
 	metric("edgecam_recording_segments_total", "counter", "Local segment files opened.", float64(st.Recording.Segments))
-	metric("edgecam_cloud_connected", "gauge", "1 while the MQTT connection to AWS IoT is up.", boolf(a.deviceConn() != nil && a.deviceConn().Connected()))
+	conn := a.deviceConn() // read once: the session may clear it meanwhile
+	metric("edgecam_cloud_connected", "gauge", "1 while the MQTT connection to AWS IoT is up.", boolf(conn != nil && conn.Connected()))
 	hub := a.hub.Stats()
 	subs := hub.Subscribers
 	sort.Slice(subs, func(i, j int) bool { return subs[i].Name < subs[j].Name })

@@ -108,7 +108,9 @@ func (a *Agent) onMotion(ev motion.Event) {
 	}
 	if conn := a.deviceConn(); conn != nil && me.ThingName != "" {
 		payload, _ := json.Marshal(me)
+		a.publishes.Add(1)
 		go func() {
+			defer a.publishes.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := conn.Publish(ctx, "edgecam/"+me.ThingName+"/events/motion", payload, 1); err != nil {

@@ -114,7 +114,6 @@ func startLocalcloud(cmd *cobra.Command, opts localcloud.Options, cfg config.Con
 	if serial, err := agent.Serial(cfg); err == nil {
 		allow = append(allow, serial)
 	}
-	opts.AllowSerials = allow
 	cloud, err := localcloud.Open(opts)
 	if err != nil {
 		return nil, err

@@ -42,9 +42,12 @@ func (e *exitError) Unwrap() error { return e.err }
 func configError(err error) error { return &exitError{code: exitConfig, err: err} }
 
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	// Here rather than in a post-run hook, which cobra skips when the command fails: a
+	// failing run is when a profile is wanted most.
+	g.stopProfile()
 	if err == nil {
 		return exitOK
 	}
@@ -88,7 +91,7 @@ func (g *globals) stopProfile() {
 	}
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:           "edgecam",
@@ -106,10 +109,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the command to this file (go tool pprof reads it)")
 	g.flags = pf
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error { return g.startProfile() }
-	root.PersistentPostRun = func(*cobra.Command, []string) { g.stopProfile() }
 
 	root.AddCommand(newRunCmd(g), newDryRunCmd(g), newProvisionCmd(g), newLocalcloudCmd(g), newDevicesCmd(), newMotionCmd(g), newConfigCmd(g), newVersionCmd())
-	return root
+	return root, g
 }
 
 // load reads the configuration the way every command does: file, environment, flags.

@@ -88,6 +88,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// TestCPUProfileOfAFailingCommand: the profile is written even when the command fails.
+func TestCPUProfileOfAFailingCommand(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "cpu.pprof")
+	_, _, code := run(t, "--cpu-profile", prof, "config", "validate", "--config", filepath.Join(dir, "none.yaml"))
+	require.Equal(t, exitConfig, code)
+	data, err := os.ReadFile(prof)
+	require.NoError(t, err)
+	require.NotEmpty(t, data, "pprof wrote nothing: the profile was never stopped")
+	require.Equal(t, []byte{0x1f, 0x8b}, data[:2], "a pprof profile is gzipped")
+}
+
 func TestDryRunRejectsMissingVideo(t *testing.T) {
 	_, errOut, code := run(t, "dry-run", "--video", "/nonexistent.mp4", "--out", t.TempDir())
 	require.Equal(t, exitConfig, code)
