@@ -63,6 +63,13 @@ func (a *Agent) runMotion(ctx context.Context) {
 			if f.Width != dopts.Width || f.Height != dopts.Height {
 				continue // a pipeline restart can deliver a frame of another size first
 			}
+			if f.Stride != dopts.Stride { // rows padded otherwise than GStreamer's usual 4 bytes
+				dopts.Stride = f.Stride
+				if det, err = motion.NewDetector(dopts); err != nil {
+					log.Error("motion detection off", zap.Error(err))
+					return
+				}
+			}
 			res, err := det.Process(f.Data)
 			if err != nil {
 				log.Debug("analysis frame skipped", zap.Error(err))

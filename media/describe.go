@@ -48,6 +48,9 @@ type Plan struct {
 	Raw bool
 	// Encode is x264, v4l2 or passthrough.
 	Encode string
+	// Offline runs a file as fast as it decodes and analyses every frame: no clock sync, and
+	// the analysis branch neither leaks nor drops (edgecam motion eval).
+	Offline bool
 }
 
 // hardwareEncoderDevice is the Raspberry Pi's stateful H.264 encoder.
@@ -129,7 +132,7 @@ func (p Plan) Description() (string, error) {
 	}
 	// File playback is paced by the main sink's clock, like a camera; live sources are not.
 	sync := "sync=false"
-	if p.Source.Kind == config.SourceFile {
+	if p.Source.Kind == config.SourceFile && !p.Offline {
 		sync = "sync=true"
 	}
 	var b strings.Builder
@@ -238,20 +241,24 @@ func V4L2Controls(kbps, keyInt int) string {
 // would not match the hub's.
 func (p Plan) analysisPart(fromH264 bool, sync string) string {
 	a := p.Analysis
+	leaky, drop := "leaky=downstream", "drop=true"
+	if p.Offline {
+		leaky, drop = "leaky=no", "drop=false"
+	}
 	var b strings.Builder
 	// The analysis queue holds more than the main branch's, so that it only ever leaks
 	// when analysis cannot keep up, never because the main branch runs ahead (files).
 	if fromH264 {
-		b.WriteString("queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! ")
+		b.WriteString("queue " + leaky + " max-size-buffers=0 max-size-bytes=0 max-size-time=4000000000 ! ")
 		if a.KeyframesOnly {
 			b.WriteString("identity drop-buffer-flags=delta-unit ! ")
 		}
 		b.WriteString("avdec_h264 ! ")
 	} else {
-		b.WriteString("queue leaky=downstream max-size-buffers=6 max-size-bytes=0 max-size-time=0 ! ")
+		b.WriteString("queue " + leaky + " max-size-buffers=6 max-size-bytes=0 max-size-time=0 ! ")
 	}
 	fmt.Fprintf(&b, "videorate drop-only=true max-rate=%d ! videoscale ! videoconvert ! video/x-raw,format=GRAY8,width=%d,height=%d,pixel-aspect-ratio=1/1 ! "+
-		"appsink name=%s %s max-buffers=1 drop=true", a.Framerate, a.Width, a.Height, AnalysisSink, sync)
+		"appsink name=%s %s max-buffers=1 %s", a.Framerate, a.Width, a.Height, AnalysisSink, sync, drop)
 	return b.String()
 }
 

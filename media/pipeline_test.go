@@ -84,7 +84,7 @@ func TestResolveAndDescribe(t *testing.T) {
 		{"test pattern", media(config.Source{Kind: config.SourceTest}, config.EncoderAuto), plain, true, EncodeX264,
 			[]string{"videotestsrc is-live=true pattern=ball"}, true},
 		{"file", media(config.Source{Kind: config.SourceFile, Path: `/clips/my "best" clip.mp4`}, config.EncoderAuto), plain, false, EncodePassthrough,
-			[]string{`filesrc location="/clips/my \"best\" clip.mp4" ! parsebin`, "sync=true"}, false},
+			[]string{`filesrc location="/clips/my \"best\" clip.mp4" ! parsebin`, "sync=true", "queue leaky=downstream", "drop=true"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +103,24 @@ func TestResolveAndDescribe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOfflineDescription: an offline plan neither waits for the clock nor loses analysis frames.
+func TestOfflineDescription(t *testing.T) {
+	m := config.Default().Media
+	m.Source = config.Source{Kind: config.SourceFile, Path: "/clips/a.mp4"}
+	m.Analysis.Enabled = true
+	plan, err := ResolvePlan(m, fakeProbe{})
+	require.NoError(t, err)
+	plan.Offline = true
+	desc, err := plan.Description()
+	require.NoError(t, err)
+	for _, live := range []string{"sync=true", "leaky=downstream", "drop=true"} {
+		require.NotContains(t, desc, live)
+	}
+	require.Contains(t, desc, "queue leaky=no")
+	_, err = gst.Parse(desc, gst.Options{})
+	require.NoError(t, err, "GStreamer must parse %s", desc)
 }
 
 func TestResolveErrors(t *testing.T) {

@@ -33,10 +33,12 @@ type SourceOptions struct {
 	MaxBackoff time.Duration
 }
 
-// Frame is a small grey picture for motion detection (GRAY8, stride = Width).
+// Frame is a small grey picture for motion detection: GRAY8, Height rows of Stride bytes
+// (GStreamer pads each row to a multiple of 4 bytes).
 type Frame struct {
 	Data          []byte
 	Width, Height int
+	Stride        int
 	PTS           time.Duration // on the source's continuous timeline
 	Wall          time.Time
 }
@@ -261,6 +263,9 @@ func (s *Source) onAnalysis(smp gst.Sample) {
 	pts := s.rebase(smp.PTS)
 	s.mu.Unlock()
 	f := Frame{Data: smp.Data, Width: smp.Width, Height: smp.Height, PTS: pts, Wall: time.Now()}
+	if f.Height > 0 {
+		f.Stride = len(f.Data) / f.Height
+	}
 	for {
 		select {
 		case s.frames <- f:

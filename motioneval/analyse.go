@@ -1,6 +1,7 @@
 package motioneval
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/edgecam/edgecam/media/gst"
@@ -10,70 +11,101 @@ import (
 // epoch anchors the gate's clock: evaluation time is media time.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func analyse(o Options, labels []Interval, units []encodedUnit, samples []gst.Sample, first time.Duration) (*Report, error) {
-	cfg := o.Config
-	dopts, gopts := motion.FromConfig(cfg)
-	dopts.Width, dopts.Height = samples[0].Width, samples[0].Height
-	det, err := motion.NewDetector(dopts)
-	if err != nil {
-		return nil, err
-	}
+func at(sec float64) time.Time { return epoch.Add(time.Duration(sec * float64(time.Second))) }
+
+func secs(t time.Time) float64 { return t.Sub(epoch).Seconds() }
+
+// analyser runs the detector and the gate over analysis frames as they are decoded, keeping
+// only each frame's result, so that a long file costs no more memory than a short one.
+type analyser struct {
+	o      Options
+	dopts  motion.Options
+	det    *motion.Detector
+	gate   *motion.Gate
+	frames []Frame
+	spent  time.Duration
+	closed []closedEvent
+	open   *motion.Event
+	err    error
+}
+
+// closedEvent is an event and when the gate ended it: when a motion recording stops.
+type closedEvent struct {
+	motion.Event
+	closedAt float64
+}
+
+func newAnalyser(o Options) (*analyser, error) {
+	dopts, gopts := motion.FromConfig(o.Config)
 	gate, err := motion.NewGate(gopts)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{Video: o.Video, Threshold: 0.5, Labels: labels, EncodedFrames: len(units)}
-	at := func(s gst.Sample) float64 { return (s.PTS - first).Seconds() }
-	var events []motion.Event
-	var spent time.Duration
-	for _, s := range samples {
-		if s.Width != dopts.Width || s.Height != dopts.Height {
-			continue
+	return &analyser{o: o, dopts: dopts, gate: gate}, nil
+}
+
+// frame analyses one frame taken sec seconds into the video; frames come in time order.
+func (a *analyser) frame(s gst.Sample, sec float64) {
+	if a.err != nil || s.Height == 0 {
+		return
+	}
+	if a.det == nil { // the first frame gives the size the pipeline settled on
+		a.dopts.Width, a.dopts.Height = s.Width, s.Height
+		a.dopts.Stride = len(s.Data) / s.Height // rows padded to 4 bytes
+		if a.det, a.err = motion.NewDetector(a.dopts); a.err != nil {
+			return
 		}
-		t0 := time.Now()
-		res, err := det.Process(s.Data)
-		spent += time.Since(t0)
-		if err != nil {
-			return nil, err
+	}
+	if s.Width != a.dopts.Width || s.Height != a.dopts.Height {
+		return
+	}
+	t0 := time.Now()
+	res, err := a.det.Process(s.Data)
+	a.spent += time.Since(t0)
+	if err != nil {
+		a.err = err
+		return
+	}
+	a.frames = append(a.frames, Frame{At: sec, Result: res})
+	if ev, ok := a.gate.Update(at(sec), res); ok {
+		a.event(ev, sec)
+	}
+}
+
+func (a *analyser) event(ev motion.Event, sec float64) {
+	switch ev.Kind {
+	case motion.EventStart:
+		a.open = &ev
+	case motion.EventEnd:
+		if a.open != nil {
+			a.closed = append(a.closed, closedEvent{ev, sec})
+			a.open = nil
 		}
-		sec := at(s)
-		r.Frames = append(r.Frames, Frame{At: sec, Result: res})
-		if ev, ok := gate.Update(epoch.Add(time.Duration(sec*float64(time.Second))), res); ok {
-			events = append(events, ev)
-		}
+	}
+}
+
+// report ends an open event at the video's end and builds the report.
+func (a *analyser) report(labels []Interval, units []encodedUnit) (*Report, error) {
+	if a.err != nil {
+		return nil, fmt.Errorf("analysing %s: %w", a.o.Video, a.err)
 	}
 	last := units[len(units)-1].at
-	r.Duration = last
-	if ev, ok := gate.Flush(epoch.Add(time.Duration(last * float64(time.Second)))); ok {
-		events = append(events, ev)
+	if ev, ok := a.gate.Flush(at(last)); ok {
+		a.event(ev, last)
 	}
+	r := &Report{Video: a.o.Video, Threshold: 0.5, Labels: labels, EncodedFrames: len(units), Duration: last, Frames: a.frames}
 	if n := len(r.Frames); n > 0 {
-		r.DetectorMicros = float64(spent.Microseconds()) / float64(n)
+		r.DetectorMicros = float64(a.spent.Microseconds()) / float64(n)
 		if r.Duration > 0 {
 			r.AnalysisFPS = float64(n) / r.Duration
 		}
 	}
-	secs := func(t time.Time) float64 { return t.Sub(epoch).Seconds() }
-	// Pair starts and ends; the end event is emitted when the gate closes, which is when a
-	// motion recording stops.
-	var open *motion.Event
-	closedAt := map[int]float64{}
-	for i := range events {
-		ev := events[i]
-		switch ev.Kind {
-		case motion.EventStart:
-			open = &events[i]
-		case motion.EventEnd:
-			if open == nil {
-				continue
-			}
-			e := Event{Start: secs(ev.Start), End: secs(ev.End), PeakScore: ev.PeakScore, PeakArea: ev.PeakArea}
-			e.RecordFrom = keyframeAtOrBefore(units, secs(ev.PreRollFrom))
-			e.RecordTo = closeTime(r.Frames, ev, gopts, last)
-			r.Events = append(r.Events, e)
-			closedAt[len(r.Events)-1] = e.RecordTo
-			open = nil
-		}
+	for _, ev := range a.closed {
+		r.Events = append(r.Events, Event{
+			Start: secs(ev.Start), End: secs(ev.End), PeakScore: ev.PeakScore, PeakArea: ev.PeakArea,
+			RecordFrom: keyframeAtOrBefore(units, secs(ev.PreRollFrom)),
+			RecordTo:   ev.closedAt,
+		})
 	}
 	for _, u := range units {
 		r.ContinuousBytes += int64(u.size)
@@ -86,18 +118,6 @@ func analyse(o Options, labels []Interval, units []encodedUnit, samples []gst.Sa
 	}
 	score(r)
 	return r, nil
-}
-
-// closeTime is when the gate emitted the end event: the first analysed frame at or after
-// the event's end plus the event gap (the gate waits out the gap before it ends an event).
-func closeTime(frames []Frame, ev motion.Event, g motion.GateOptions, last float64) float64 {
-	limit := ev.End.Add(g.EventGap).Sub(epoch).Seconds()
-	for _, f := range frames {
-		if f.At >= limit {
-			return f.At
-		}
-	}
-	return last
 }
 
 // keyframeAtOrBefore is where a recording from t can begin (the hub's ring is GOP-aligned).

@@ -7,14 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/media/gst"
+	"github.com/edgecam/edgecam/media/h264"
 	"github.com/edgecam/edgecam/motion"
 )
 
@@ -82,22 +81,23 @@ func Run(ctx context.Context, o Options, labels []Interval) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.Offline = true // as fast as the machine goes, every analysis frame looked at
 	desc, err := plan.Description()
 	if err != nil {
 		return nil, err
 	}
-	// As fast as the machine goes, not in real time, and without the live pipeline's leaky
-	// queue: every analysis frame is looked at.
-	desc = strings.ReplaceAll(strings.ReplaceAll(desc, "sync=true", "sync=false"), "leaky=downstream", "leaky=no")
 	p, err := gst.Parse(desc, gst.Options{Name: "motion-eval"})
 	if err != nil {
 		return nil, err
 	}
+	an, err := newAnalyser(o)
+	if err != nil {
+		return nil, err
+	}
 	var (
-		mu     sync.Mutex
-		units  []encodedUnit
-		frames []gst.Sample
-		first  = gst.NoTime
+		mu    sync.Mutex
+		units []encodedUnit
+		first = gst.NoTime
 	)
 	rel := func(pts time.Duration) float64 {
 		if first == gst.NoTime {
@@ -108,14 +108,15 @@ func Run(ctx context.Context, o Options, labels []Interval) (*Report, error) {
 	if err := p.OnSample(media.VideoSink, func(s gst.Sample) {
 		mu.Lock()
 		defer mu.Unlock()
-		units = append(units, encodedUnit{at: rel(s.PTS), size: len(s.Data), keyframe: !s.Delta})
+		// Keyframes as the hub tells them (IDR NAL units), not by the container's flag.
+		units = append(units, encodedUnit{at: rel(s.PTS), size: len(s.Data), keyframe: h264.IsKeyframe(s.Data)})
 	}); err != nil {
 		return nil, err
 	}
 	if err := p.OnSample(media.AnalysisSink, func(s gst.Sample) {
 		mu.Lock()
 		defer mu.Unlock()
-		frames = append(frames, s)
+		an.frame(s, rel(s.PTS))
 	}); err != nil {
 		return nil, err
 	}
@@ -125,9 +126,8 @@ func Run(ctx context.Context, o Options, labels []Interval) (*Report, error) {
 		}
 		return nil, fmt.Errorf("reading %s: %w", o.Video, err)
 	}
-	if len(units) == 0 || len(frames) == 0 {
+	if len(units) == 0 || len(an.frames) == 0 && an.err == nil {
 		return nil, fmt.Errorf("%s: no video decoded", o.Video)
 	}
-	sort.Slice(frames, func(i, j int) bool { return frames[i].PTS < frames[j].PTS })
-	return analyse(o, labels, units, frames, first)
+	return an.report(labels, units)
 }

@@ -72,6 +72,20 @@ func TestClipSuite(t *testing.T) {
 	}
 }
 
+// TestPaddedAnalysisRows: an analysis width that is not a multiple of 4 gives GStreamer rows
+// padded to 4 bytes; motion is still found.
+func TestPaddedAnalysisRows(t *testing.T) {
+	path, side := testclip.Path(t, testclip.Ball)
+	cfg := config.Default()
+	cfg.Media.Analysis.Width, cfg.Media.Analysis.Height = 150, 84
+	require.Empty(t, cfg.Validate())
+	r, err := Run(context.Background(), Options{Video: path, Config: cfg}, labelsOf(side))
+	require.NoError(t, err)
+	require.NotEmpty(t, r.Frames)
+	require.Equal(t, 1.0, r.Recall, "missed %v", r.Missed)
+	require.Equal(t, 1.0, r.Precision, "false events %v", r.FalseEvents)
+}
+
 func TestSVGAndLabels(t *testing.T) {
 	path, side := testclip.Path(t, testclip.Ball)
 	r, err := Run(context.Background(), Options{Video: path, Config: config.Default()}, labelsOf(side))
