@@ -59,6 +59,7 @@ type Source struct {
 	end       time.Duration // timeline position just after the newest unit
 	first     time.Duration // PTS of the current run's first unit, gst.NoTime before it
 	lastFrame time.Time     // wall time of the newest access unit
+	runStart  time.Time     // when the current run started: the stall watch's origin before its first unit
 	lastKey   time.Time     // wall time of the newest keyframe
 	lastForce time.Time     // wall time of the newest keyframe request
 	sps       []byte
@@ -168,7 +169,7 @@ func (s *Source) runOnce(ctx context.Context) error {
 	s.pipeline = p
 	s.base = s.end
 	s.first = gst.NoTime
-	s.lastFrame = time.Now()
+	s.runStart = time.Now()
 	s.applyControlsLocked()
 	s.mu.Unlock()
 	defer func() {
@@ -202,11 +203,11 @@ func (s *Source) watch(ctx context.Context, cancel context.CancelCauseFunc) {
 		case <-tick.C:
 		}
 		s.mu.Lock()
-		limit := s.opts.StallTimeout
+		limit, since := s.opts.StallTimeout, s.lastFrame
 		if s.first == gst.NoTime {
-			limit *= 2
+			limit, since = 2*limit, s.runStart
 		}
-		stalled := time.Since(s.lastFrame) > limit
+		stalled := time.Since(since) > limit
 		s.mu.Unlock()
 		if stalled {
 			cancel(errStalled)
