@@ -180,6 +180,7 @@ func (h *Hub) Subscribe(opts SubscribeOptions) *Subscription {
 	default:
 		backlog = h.current()
 	}
+	s.queue = opts.QueueFrames
 	s.limit = opts.QueueFrames + len(backlog)
 	s.q = append(make([]AccessUnit, 0, min(s.limit, 2*opts.QueueFrames+len(backlog))), backlog...)
 	s.waitKey = len(backlog) == 0
@@ -263,8 +264,10 @@ type Subscription struct {
 	start  time.Time
 
 	mu        sync.Mutex
-	q         []AccessUnit
-	limit     int
+	q         []AccessUnit // queued units are q[head:]; the array is reused once drained
+	head      int
+	queue     int // the subscriber's queue length (SubscribeOptions.QueueFrames)
+	limit     int // queue, plus the backlog replayed at the start
 	waitKey   bool
 	closed    bool
 	delivered uint64
@@ -283,17 +286,22 @@ func (s *Subscription) offer(au AccessUnit) {
 		return
 	}
 	s.waitKey = false
-	if len(s.q) >= s.limit {
+	if len(s.q)-s.head >= s.limit {
 		// Too far behind: what is queued is stale. Skip to the next keyframe.
-		s.dropped += uint64(len(s.q))
+		s.dropped += uint64(len(s.q) - s.head)
 		clear(s.q)
-		s.q = s.q[:0]
-		s.limit = s.hub.opts.QueueFrames
+		s.q, s.head = s.q[:0], 0
+		s.limit = s.queue
 		if !au.Keyframe {
 			s.dropped++
 			s.waitKey = true
 			return
 		}
+	}
+	if len(s.q) == cap(s.q) && s.head > 0 { // full array, consumed front: slide down
+		n := copy(s.q, s.q[s.head:])
+		clear(s.q[n:])
+		s.q, s.head = s.q[:n], 0
 	}
 	s.q = append(s.q, au)
 	s.signal()
@@ -311,12 +319,15 @@ func (s *Subscription) signal() {
 func (s *Subscription) Next(ctx context.Context) (AccessUnit, error) {
 	for {
 		s.mu.Lock()
-		if len(s.q) > 0 {
-			au := s.q[0]
-			s.q[0] = AccessUnit{}
-			s.q = s.q[1:]
-			if len(s.q) == 0 {
-				s.q = s.q[:0:0] // let the backing array go once drained
+		if s.head < len(s.q) {
+			au := s.q[s.head]
+			s.q[s.head] = AccessUnit{}
+			s.head++
+			if s.head == len(s.q) { // drained: reuse the array, unless a pre-roll made it large
+				s.q, s.head = s.q[:0], 0
+				if cap(s.q) > 2*s.queue {
+					s.q = nil
+				}
 			}
 			s.delivered++
 			s.mu.Unlock()
@@ -349,7 +360,7 @@ func (s *Subscription) Close() {
 func (s *Subscription) close() {
 	s.mu.Lock()
 	s.closed = true
-	s.q = nil
+	s.q, s.head = nil, 0
 	s.mu.Unlock()
 	s.signal()
 }
@@ -366,5 +377,5 @@ type SubscriptionStats struct {
 func (s *Subscription) Stats() SubscriptionStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return SubscriptionStats{Name: s.name, Queued: len(s.q), Delivered: s.delivered, Dropped: s.dropped}
+	return SubscriptionStats{Name: s.name, Queued: len(s.q) - s.head, Delivered: s.delivered, Dropped: s.dropped}
 }
