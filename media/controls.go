@@ -114,8 +114,7 @@ func (s *Source) applyBitrateLocked() error {
 	case EncodeX264:
 		return s.pipeline.SetProperty(EncoderName, "bitrate", s.bitrate)
 	case EncodeV4L2:
-		keyInt := max(1, int(s.opts.Plan.Encoder.GOP.Seconds()*float64(s.opts.Plan.Source.Framerate)+0.5))
-		return s.pipeline.SetProperty(EncoderName, "extra-controls", V4L2Controls(s.bitrate, keyInt))
+		return s.pipeline.SetProperty(EncoderName, "extra-controls", V4L2Controls(s.bitrate, s.opts.Plan.keyInt()))
 	}
 	return ErrNotEncoding
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ func ResolvePlan(m config.Media, probe Probe) (Plan, error) {
 			if err != nil {
 				return p, fmt.Errorf("camera %s: %w — check media.source.device, or set media.source.format", src.Device, err)
 			}
-			p.Raw = !contains(caps, "video/x-h264")
+			p.Raw = !slices.Contains(caps, "video/x-h264")
 		}
 	default:
 		return p, fmt.Errorf("media.source.kind %q is not supported", src.Kind)
@@ -112,10 +113,12 @@ func ResolvePlan(m config.Media, probe Probe) (Plan, error) {
 	return p, nil
 }
 
-// h264Out ends the main branch: one H.264 stream in Annex-B, access-unit aligned, with
-// SPS/PPS before every IDR, delivered to the appsink that feeds the Hub.
-const h264Out = "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! " +
-	"appsink name=" + VideoSink + " max-buffers=64 drop=false"
+// h264Parse makes one H.264 stream in Annex-B, access-unit aligned, with SPS/PPS before
+// every IDR.
+const h264Parse = "h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
+
+// h264Out ends the main branch: the parsed stream into the appsink that feeds the Hub.
+const h264Out = h264Parse + " ! appsink name=" + VideoSink + " max-buffers=64 drop=false"
 
 // quote makes a value safe inside a gst-launch description.
 func quote(s string) string {
@@ -153,7 +156,7 @@ func (p Plan) Description() (string, error) {
 		return b.String(), nil
 	}
 	// H.264 sources: parse, then either pass through or decode and encode again.
-	parse := " ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au"
+	parse := " ! " + h264Parse
 	main := h264Out + " " + sync
 	if p.Encode != EncodePassthrough {
 		enc, err := p.encoderPart()
@@ -211,11 +214,15 @@ func (p Plan) sourcePart() (string, error) {
 	return "", fmt.Errorf("media.source.kind %q is not supported", s.Kind)
 }
 
+// keyInt is the GOP in frames at the configured frame rate.
+func (p Plan) keyInt() int {
+	return max(1, int(p.Encoder.GOP.Seconds()*float64(p.Source.Framerate)+0.5))
+}
+
 // encoderPart converts raw video (at the configured rate, which RateCaps can change at run
 // time) into H.264 with a fixed GOP and no B-frames.
 func (p Plan) encoderPart() (string, error) {
-	fps := p.Source.Framerate
-	keyInt := max(1, int(p.Encoder.GOP.Seconds()*float64(fps)+0.5))
+	fps, keyInt := p.Source.Framerate, p.keyInt()
 	rate := fmt.Sprintf("videorate drop-only=true ! capsfilter name=%s caps=video/x-raw,framerate=%d/1", RateCaps, fps)
 	switch p.Encode {
 	case EncodeX264:
@@ -281,15 +288,6 @@ func SegmentDescription(dir string, segment time.Duration, format string) (strin
 // appsrcH264 feeds a recording pipeline from the Hub.
 const appsrcH264 = "appsrc name=" + RecorderSrc + " format=time is-live=true do-timestamp=false " +
 	"caps=video/x-h264,stream-format=byte-stream,alignment=au"
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
