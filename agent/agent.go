@@ -148,12 +148,11 @@ func (a *Agent) Hub() *media.Hub { return a.hub }
 // recordings. It returns nil on a clean stop.
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
-	queue := 4 * a.cfg.Media.Hub.QueueFrames
 	// Subscribe before the source starts, so that the recording begins with its first frame.
 	var recSub *media.Subscription
 	motionMode := a.cfg.Recording.Mode == config.RecordMotion
 	if a.recorder != nil && !motionMode {
-		recSub = a.hub.Subscribe(media.SubscribeOptions{Name: "recorder", QueueFrames: queue})
+		recSub = a.recorderSub(a.recorder.Name(), time.Time{})
 	}
 	if a.recorder != nil && motionMode {
 		a.mu.Lock()
@@ -272,7 +271,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	fields := []zap.Field{zap.Uint64("frames", a.source.FrameCount())}
 	if a.recorder != nil {
-		fields = append(fields, zap.Int("segments", len(a.recorder.Files())), zap.String("recordings", a.cfg.RecordingsDir()))
+		fields = append(fields, zap.Int("segments", a.recorder.Count()), zap.String("recordings", a.cfg.RecordingsDir()))
 	}
 	a.log.Info("stopped", fields...)
 	a.mu.Lock()
@@ -283,6 +282,13 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // startRecorder runs a recorder (supervised) until recording stops. It does nothing once
 // the agent is stopping.
+// recorderSub subscribes a recorder to the hub: from the current GOP, or from the pre-roll
+// keyframe at or before since. Recorders get a longer queue than viewers: a file system
+// stalls for longer than a network does, and a recorder should not lose frames to it.
+func (a *Agent) recorderSub(name string, since time.Time) *media.Subscription {
+	return a.hub.Subscribe(media.SubscribeOptions{Name: name, Since: since, QueueFrames: 4 * a.cfg.Media.Hub.QueueFrames})
+}
+
 func (a *Agent) startRecorder(rec media.Recorder, sub *media.Subscription) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -294,7 +300,8 @@ func (a *Agent) startRecorder(rec media.Recorder, sub *media.Subscription) {
 	a.recorders.Add(1)
 	go func() {
 		defer a.recorders.Done()
-		if err := media.RecordLoop(ctx, a.hub, rec, sub, 4*a.cfg.Media.Hub.QueueFrames, a.log.Named("recorder")); err != nil {
+		again := func() *media.Subscription { return a.recorderSub(rec.Name(), time.Time{}) }
+		if err := media.RecordLoop(ctx, rec, sub, again, a.log.Named("recorder")); err != nil {
 			a.mu.Lock()
 			a.recErrs = append(a.recErrs, fmt.Errorf("%s recording: %w", rec.Name(), err))
 			a.mu.Unlock()
@@ -302,7 +309,7 @@ func (a *Agent) startRecorder(rec media.Recorder, sub *media.Subscription) {
 	}()
 }
 
-// Recordings returns the local segment files written so far.
+// Recordings returns the local segment files written so far (the newest 1024).
 func (a *Agent) Recordings() []string {
 	if a.recorder == nil {
 		return nil
@@ -401,8 +408,10 @@ func (a *Agent) StatusNow(state string) Status {
 	s.Video.Source = a.cfg.Media.Source.Kind
 	s.Video.Frames, s.Video.Restarts = a.source.Stats()
 	s.Recording.Mode = a.cfg.Recording.Mode
-	s.Recording.Segments = len(a.Recordings())
-	s.Subscribers = len(a.hub.Stats().Subscribers)
+	if a.recorder != nil {
+		s.Recording.Segments = a.recorder.Count()
+	}
+	s.Subscribers = a.hub.Subscribers()
 	if a.webrtc != nil {
 		s.Viewers = a.webrtc.Viewers()
 	}

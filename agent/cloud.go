@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/iot"
 	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/provisioning"
@@ -205,8 +205,7 @@ func (l *cloudLink) run(ctx context.Context) {
 
 // wait sleeps a jittered, growing back-off after a failure; false when ctx ended.
 func (l *cloudLink) wait(ctx context.Context, attempt int, msg string, err error) bool {
-	d := min(5*time.Minute, 5*time.Second<<min(attempt, 6))
-	d = d/2 + rand.N(d/2+1)
+	d := backoff.Delay(5*time.Second, 5*time.Minute, attempt+1)
 	l.a.log.Named("cloud").Error(msg, zap.Error(err), zap.Duration("retry_in", d))
 	select {
 	case <-ctx.Done():
@@ -334,7 +333,7 @@ func (l *cloudLink) startKVS(ctx context.Context, id *provisioning.Identity, cre
 		a.mu.Unlock()
 		return
 	}
-	a.startRecorder(rec, a.hub.Subscribe(media.SubscribeOptions{Name: "kvs", QueueFrames: 4 * cfg.Media.Hub.QueueFrames}))
+	a.startRecorder(rec, a.recorderSub(rec.Name(), time.Time{}))
 }
 
 // Credentials returns the AWS credentials provider once the device has its identity.

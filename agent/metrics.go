@@ -67,9 +67,8 @@ func (a *Agent) metricsText() string {
 		}
 	}
 	st := a.StatusNow("running")
-	frames, restarts := a.source.Stats()
-	metric("edgecam_video_frames_total", "counter", "Access units captured.", float64(frames))
-	metric("edgecam_video_pipeline_restarts_total", "counter", "Capture pipeline restarts (errors, end of stream, stalls).", float64(restarts))
+	metric("edgecam_video_frames_total", "counter", "Access units captured.", float64(st.Video.Frames))
+	metric("edgecam_video_pipeline_restarts_total", "counter", "Capture pipeline restarts (errors, end of stream, stalls).", float64(st.Video.Restarts))
 	if a.source.Encoding() {
 		metric("edgecam_encoder_bitrate_kbps", "gauge", "Encoder target bitrate.", float64(a.source.Bitrate()))
 		metric("edgecam_encoder_framerate", "gauge", "Encoded frame rate.", float64(a.source.Framerate()))

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/edgecam/edgecam/config"
-	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/motion"
 	"go.uber.org/zap"
 )
@@ -137,7 +136,7 @@ func (a *Agent) startMotionRecordings(since time.Time) {
 	}
 	for _, rec := range a.gated {
 		ctx, cancel := context.WithCancel(a.recordCtx)
-		sub := a.hub.Subscribe(media.SubscribeOptions{Name: rec.Name() + " (motion)", Since: since, QueueFrames: 4 * a.cfg.Media.Hub.QueueFrames})
+		sub := a.recorderSub(rec.Name()+" (motion)", since)
 		a.motion.mu.Lock()
 		a.motion.sessions = append(a.motion.sessions, cancel)
 		a.motion.mu.Unlock()

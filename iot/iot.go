@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/edgecam/edgecam/internal/backoff"
 	"go.uber.org/zap"
 )
 
@@ -125,7 +125,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 		TlsCfg:                        tlsCfg,
 		KeepAlive:                     uint16(opts.KeepAlive / time.Second),
 		CleanStartOnInitialConnection: true,
-		ReconnectBackoff:              jitteredBackoff(time.Second, time.Minute),
+		ReconnectBackoff:              func(attempt int) time.Duration { return backoff.Delay(2*time.Second, time.Minute, attempt) },
 		ConnectTimeout:                10 * time.Second,
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			c.mu.Lock()
@@ -199,18 +199,6 @@ func will(m *Message) *paho.WillMessage {
 		return nil
 	}
 	return &paho.WillMessage{Topic: m.Topic, Payload: m.Payload, QoS: 1}
-}
-
-// jitteredBackoff waits a random time up to an exponentially growing bound, so that a fleet
-// that lost its broker does not come back all at once.
-func jitteredBackoff(base, ceiling time.Duration) autopaho.Backoff {
-	return func(attempt int) time.Duration {
-		if attempt <= 0 {
-			return 0
-		}
-		bound := min(ceiling, base<<min(attempt, 16))
-		return bound/2 + rand.N(bound/2+1)
-	}
 }
 
 // restore re-subscribes after a reconnect (the session starts clean), then calls OnConnect.

@@ -228,6 +228,13 @@ func (h *Hub) Close() {
 	h.bytes = 0
 }
 
+// Subscribers returns how many subscriptions are attached.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
 // HubStats is a snapshot of the hub's counters.
 type HubStats struct {
 	Received    uint64        // units published

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/media/gst"
 	"go.uber.org/zap"
 )
@@ -22,11 +22,12 @@ type Recorder interface {
 }
 
 // RecordLoop runs rec until ctx ends, starting with sub (subscribed before the source
-// started, so that nothing is missed) and, after a failure, with a new subscription from the
-// current GOP, waiting with jittered back-off between attempts.
-func RecordLoop(ctx context.Context, hub *Hub, rec Recorder, sub *Subscription, queueFrames int, log *zap.Logger) error {
-	backoff := time.Second
+// started, so that nothing is missed) and, after a failure, with a new subscription from
+// subscribe, waiting with jittered back-off between attempts.
+func RecordLoop(ctx context.Context, rec Recorder, sub *Subscription, subscribe func() *Subscription, log *zap.Logger) error {
+	failures := 0
 	for {
+		started := time.Now()
 		err := rec.Record(ctx, sub)
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return err
@@ -34,15 +35,18 @@ func RecordLoop(ctx context.Context, hub *Hub, rec Recorder, sub *Subscription, 
 		if err == nil { // the hub closed: the agent is stopping
 			return nil
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		if time.Since(started) > 2*time.Minute {
+			failures = 0 // it recorded well for a while: start the back-off again
+		}
+		failures++
+		wait := backoff.Delay(time.Second, time.Minute, failures)
 		log.Warn("recording failed; starting it again", zap.String("recorder", rec.Name()), zap.Error(err), zap.Duration("in", wait))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, time.Minute)
-		sub = hub.Subscribe(SubscribeOptions{Name: rec.Name(), QueueFrames: queueFrames})
+		sub = subscribe()
 	}
 }
 
@@ -153,7 +157,8 @@ type SegmentRecorder struct {
 	f    *feeder
 
 	mu    sync.Mutex
-	files []string
+	files []string    // the newest rememberedFiles names
+	count int         // segments opened
 	keys  []pushedKey // recent keyframes pushed, to name files after their first keyframe
 }
 
@@ -224,7 +229,11 @@ func (r *SegmentRecorder) nextFile(_ uint, firstPTS time.Duration) string {
 	for i := 1; fileExists(name); i++ {
 		name = fmt.Sprintf("%s-%d.%s", stem, i, r.opts.Format)
 	}
+	if len(r.files) == rememberedFiles { // a recorder runs for months: remember the newest only
+		r.files = append(r.files[:0], r.files[1:]...)
+	}
 	r.files = append(r.files, name)
+	r.count++
 	r.log.Info("new segment", zap.String("file", name))
 	if r.opts.Janitor != nil {
 		r.opts.Janitor.Kick()
@@ -232,11 +241,22 @@ func (r *SegmentRecorder) nextFile(_ uint, firstPTS time.Duration) string {
 	return name
 }
 
-// Files returns the segment files written so far, oldest first.
+// rememberedFiles bounds the names Files returns.
+const rememberedFiles = 1024
+
+// Files returns the newest segment files written (up to 1024), oldest first; the janitor
+// may have deleted some since.
 func (r *SegmentRecorder) Files() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.files...)
+}
+
+// Count returns how many segment files were opened.
+func (r *SegmentRecorder) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
 }
 
 // KVSRecorder writes access units into Kinesis Video Streams through kvssink.

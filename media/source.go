@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/media/gst"
 	"github.com/edgecam/edgecam/media/h264"
 	"go.uber.org/zap"
@@ -101,7 +101,7 @@ func (s *Source) Frames() <-chan Frame { return s.frames }
 // pipeline cannot be built at all (missing element, bad description). Failures while
 // running are logged and the pipeline restarts with jittered exponential back-off.
 func (s *Source) Run(ctx context.Context) error {
-	backoff := time.Second
+	failures := 0
 	for {
 		started := time.Now()
 		err := s.runOnce(ctx)
@@ -121,9 +121,10 @@ func (s *Source) Run(ctx context.Context) error {
 			continue
 		}
 		if time.Since(started) > 2*s.opts.MaxBackoff {
-			backoff = time.Second // it ran well for a while: start the back-off again
+			failures = 0 // it ran well for a while: start the back-off again
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		failures++
+		wait := backoff.Delay(time.Second, s.opts.MaxBackoff, failures)
 		s.mu.Lock()
 		s.restarts++
 		n := s.restarts
@@ -136,7 +137,6 @@ func (s *Source) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, s.opts.MaxBackoff)
 	}
 }
 

@@ -9,7 +9,7 @@ func FromConfig(c config.Config) (Options, GateOptions) {
 	o := Options{
 		Width: c.Media.Analysis.Width, Height: c.Media.Analysis.Height,
 		// GStreamer's GRAY8 rows are padded to 4 bytes; the frames carry their real stride.
-		Stride: (c.Media.Analysis.Width + 3) &^ 3,
+		Stride:      (c.Media.Analysis.Width + 3) &^ 3,
 		Sensitivity: m.Sensitivity, MaskUnits: Normalized,
 	}
 	for _, r := range m.Masks {

@@ -9,9 +9,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/iot"
 	"go.uber.org/zap"
 )
@@ -102,10 +102,7 @@ func Provision(ctx context.Context, store *Store, opts FleetOptions) (*Identity,
 		opts.Method = MethodCSR
 	}
 	if opts.Backoff == nil {
-		opts.Backoff = func(n int) time.Duration {
-			bound := min(time.Minute, 2*time.Second<<min(n-1, 8))
-			return bound/2 + rand.N(bound/2+1)
-		}
+		opts.Backoff = func(n int) time.Duration { return backoff.Delay(2*time.Second, time.Minute, n) }
 	}
 	var last error
 	for attempt := 1; attempt <= opts.Attempts; attempt++ {

@@ -1,7 +1,7 @@
 package signaling
 
 import (
-	"math/rand/v2"
+	"github.com/edgecam/edgecam/internal/backoff"
 	"time"
 )
 
@@ -31,14 +31,6 @@ func (b Backoff) withDefaults() Backoff {
 // Delay returns the wait before attempt n (1 = first retry): between half and all of
 // Min·2^(n-1), capped at Max ("equal jitter", so that a fleet does not reconnect in step).
 func (b Backoff) Delay(n int) time.Duration {
-	if n <= 0 {
-		return 0
-	}
 	b = b.withDefaults()
-	d := b.Min
-	for i := 1; i < n && d < b.Max; i++ {
-		d *= 2
-	}
-	d = min(d, b.Max)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Delay(b.Min, b.Max, n)
 }
