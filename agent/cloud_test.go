@@ -16,16 +16,9 @@ import (
 
 func cloudConfig(t testing.TB, cloud *localcloud.Cloud) config.Config {
 	cfg := testConfig(t)
-	p := cloud.Paths()
+	cloud.ConfigureAgent(&cfg)
 	cfg.Device.Serial = "cam-agent-1"
-	cfg.IoT.Endpoint = cloud.MQTTEndpoint()
-	cfg.IoT.CACert = p.CA
-	cfg.Provisioning.ClaimCert = p.ClaimCert
-	cfg.Provisioning.ClaimKey = p.ClaimKey
-	cfg.Provisioning.Template = cloud.Template()
 	cfg.Provisioning.Timeout = 5 * time.Second
-	cfg.Credentials.Endpoint = cloud.CredentialsEndpoint()
-	cfg.Credentials.RoleAlias = cloud.RoleAlias()
 	cfg.Telemetry.Interval = time.Second
 	cfg.Recording.Mode = config.RecordOff
 	require.Empty(t, cfg.Validate())

@@ -28,8 +28,6 @@ func liveAgentWith(t testing.TB, cloudOpts localcloud.Options, adjust func(*conf
 	cloud := startCloudWith(t, cloudOpts)
 	cfg := cloudConfig(t, cloud)
 	cfg.Device.Serial = liveThing
-	cfg.WebRTC.ControlPlane = cloud.KVSEndpoint()
-	cfg.WebRTC.Loopback = true
 	cfg.WebRTC.STUN = "none"
 	if adjust != nil {
 		adjust(&cfg)

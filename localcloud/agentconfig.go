@@ -6,15 +6,33 @@ import (
 	"os"
 	"strings"
 
+	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/atomicfile"
 )
+
+// ConfigureAgent points an agent configuration at this localcloud: provisioning by claim,
+// the credentials provider, KVS signaling and its STUN server, and loopback candidates for
+// viewers on this machine. Start the cloud first.
+func (c *Cloud) ConfigureAgent(cfg *config.Config) {
+	p := c.paths
+	cfg.AWS.Region = c.opts.Region
+	cfg.IoT.Endpoint, cfg.IoT.CACert = c.MQTTEndpoint(), p.CA
+	cfg.Provisioning.Enabled = true
+	cfg.Provisioning.ClaimCert, cfg.Provisioning.ClaimKey = p.ClaimCert, p.ClaimKey
+	cfg.Provisioning.Template = c.opts.Template
+	cfg.Credentials.Endpoint, cfg.Credentials.RoleAlias = c.CredentialsEndpoint(), c.opts.RoleAliases[0]
+	cfg.WebRTC.ControlPlane = c.KVSEndpoint()
+	cfg.WebRTC.Loopback = true
+	cfg.WebRTC.STUN = stunOrNone(c.STUNURL()) // localcloud's own: there is no Internet to ask
+}
 
 // AgentConfig returns an agent configuration (YAML) that provisions through this localcloud
 // and keeps the device's state in stateDir. Only the keys that differ from the defaults are
 // written; configs/edgecam.yaml documents them all.
 func (c *Cloud) AgentConfig(stateDir string) string {
 	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
-	p := c.paths
+	var cfg config.Config
+	c.ConfigureAgent(&cfg)
 	return fmt.Sprintf(`# Written by "edgecam localcloud": an agent configuration that provisions the device
 # through this localcloud and fetches its AWS credentials from it.
 #   edgecam run --config %[1]s
@@ -36,8 +54,9 @@ webrtc:
   # Viewers on this machine (the page at %[11]s/viewer/) need loopback candidates.
   loopback: true
   stun: %[12]s
-`, p.AgentConfig, q(stateDir), c.opts.Region, q(c.MQTTEndpoint()), q(p.CA), q(p.ClaimCert), q(p.ClaimKey),
-		c.opts.Template, q(c.CredentialsEndpoint()), c.opts.RoleAliases[0], q(c.KVSEndpoint()), q(stunOrNone(c.STUNURL())))
+`, c.paths.AgentConfig, q(stateDir), cfg.AWS.Region, q(cfg.IoT.Endpoint), q(cfg.IoT.CACert), q(cfg.Provisioning.ClaimCert),
+		q(cfg.Provisioning.ClaimKey), cfg.Provisioning.Template, q(cfg.Credentials.Endpoint), cfg.Credentials.RoleAlias,
+		q(cfg.WebRTC.ControlPlane), q(cfg.WebRTC.STUN))
 }
 
 // WriteAgentConfig writes AgentConfig to DIR/edgecam.yaml unless that file exists already

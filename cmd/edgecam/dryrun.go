@@ -75,18 +75,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	l, err := g.loadFrom(cmd, path, func(c *config.Config) {
 		c.StateDir = filepath.Join(out, "state")
 		c.Recording.Mode = f.recording
-		lp := cloud.Paths()
-		c.AWS.Region = cloud.Region()
-		c.IoT.Endpoint = cloud.MQTTEndpoint()
-		c.IoT.CACert = lp.CA
-		c.Provisioning.Enabled = true
-		c.Provisioning.ClaimCert, c.Provisioning.ClaimKey = lp.ClaimCert, lp.ClaimKey
-		c.Provisioning.Template = cloud.Template()
-		c.Credentials.Endpoint = cloud.CredentialsEndpoint()
-		c.Credentials.RoleAlias = cloud.RoleAlias()
-		c.WebRTC.ControlPlane = cloud.KVSEndpoint()
-		c.WebRTC.Loopback = true
-		c.WebRTC.STUN = cloud.STUNURL() // localcloud's own: there is no Internet to ask
+		cloud.ConfigureAgent(c)
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		if video != "" {
 			c.Media.Source.Kind, c.Media.Source.Path, c.Media.Source.Loop = config.SourceFile, video, true
