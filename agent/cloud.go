@@ -55,37 +55,31 @@ func EnsureIdentity(ctx context.Context, cfg config.Config, log *zap.Logger) (id
 	if err != nil {
 		return nil, false, err
 	}
-	id, err = store.Load()
-	if err == nil || !errors.Is(err, provisioning.ErrNoIdentity) {
-		return id, false, err
-	}
-	p := cfg.Provisioning
-	if !p.Enabled {
-		return nil, false, fmt.Errorf("device not provisioned (no identity in %s) and provisioning.enabled is false", store.Dir())
-	}
-	claim, err := tls.LoadX509KeyPair(p.ClaimCert, p.ClaimKey)
-	if err != nil {
-		return nil, false, fmt.Errorf("claim certificate %s / key %s: %w — set provisioning.claim_cert and provisioning.claim_key", p.ClaimCert, p.ClaimKey, err)
-	}
-	pool, caPEM, err := rootCAs(cfg)
-	if err != nil {
-		return nil, false, err
-	}
-	serial, err := Serial(cfg)
-	if err != nil {
-		return nil, false, err
-	}
-	log.Info("provisioning the device by claim", zap.String("endpoint", cfg.IoT.Endpoint), zap.String("serial", serial), zap.String("template", p.Template))
-	id, err = provisioning.Provision(ctx, store, provisioning.FleetOptions{
-		Endpoint: cfg.IoT.Endpoint, RootCAs: pool, CAPEM: caPEM, ClaimCert: claim,
-		Template: p.Template, Serial: serial, Parameters: p.Parameters,
-		Method: p.Method, KeyType: p.KeyType, Timeout: p.Timeout, Attempts: p.Attempts,
-		Log: log.Named("provisioning"),
+	return provisioning.EnsureIdentity(ctx, store, func() (provisioning.FleetOptions, error) {
+		p := cfg.Provisioning
+		if !p.Enabled {
+			return provisioning.FleetOptions{}, fmt.Errorf("device not provisioned (no identity in %s) and provisioning.enabled is false", store.Dir())
+		}
+		claim, err := tls.LoadX509KeyPair(p.ClaimCert, p.ClaimKey)
+		if err != nil {
+			return provisioning.FleetOptions{}, fmt.Errorf("claim certificate %s / key %s: %w — set provisioning.claim_cert and provisioning.claim_key", p.ClaimCert, p.ClaimKey, err)
+		}
+		pool, caPEM, err := rootCAs(cfg)
+		if err != nil {
+			return provisioning.FleetOptions{}, err
+		}
+		serial, err := Serial(cfg)
+		if err != nil {
+			return provisioning.FleetOptions{}, err
+		}
+		log.Info("provisioning the device by claim", zap.String("endpoint", cfg.IoT.Endpoint), zap.String("serial", serial), zap.String("template", p.Template))
+		return provisioning.FleetOptions{
+			Endpoint: cfg.IoT.Endpoint, RootCAs: pool, CAPEM: caPEM, ClaimCert: claim,
+			Template: p.Template, Serial: serial, Parameters: p.Parameters,
+			Method: p.Method, KeyType: p.KeyType, Timeout: p.Timeout, Attempts: p.Attempts,
+			Log: log.Named("provisioning"),
+		}, nil
 	})
-	if err != nil {
-		return nil, false, err
-	}
-	return id, true, nil
 }
 
 // deviceTLS returns what the device proves itself with (its certificate and key) and the

@@ -23,14 +23,9 @@ type liveView struct {
 
 	mu      sync.Mutex
 	ice     []webrtc.ICEServer
-	pending map[string]*viewerCandidates // the camera's candidates waiting for the answer to go out
-}
-
-// viewerCandidates holds a viewer's local candidates until its answer is sent: a browser
-// cannot add candidates before it has the answer.
-type viewerCandidates struct {
-	answered bool
-	queue    []webrtc.Candidate
+	// pending holds the camera's candidates for a viewer until its answer is out: a browser
+	// cannot add candidates before it has the answer. No entry: send them as they come.
+	pending map[string][]webrtc.Candidate
 }
 
 // iceServers is the webrtc server's view of the current ICE servers.
@@ -89,7 +84,7 @@ func (l *cloudLink) runLiveView(ctx context.Context, id *provisioning.Identity, 
 		log.Error("live view off", zap.Error(err))
 		return
 	}
-	lv := &liveView{a: a, log: log, pending: map[string]*viewerCandidates{}}
+	lv := &liveView{a: a, log: log, pending: map[string][]webrtc.Candidate{}}
 	channel := channelFor(a, id)
 	lv.master, err = signaling.NewMaster(signaling.MasterOptions{
 		Client:        client,
@@ -139,7 +134,7 @@ func (lv *liveView) onMessage(ctx context.Context, m signaling.Message) {
 			return
 		}
 		lv.mu.Lock()
-		lv.pending[viewer] = &viewerCandidates{}
+		lv.pending[viewer] = []webrtc.Candidate{}
 		lv.mu.Unlock()
 		answer, err := lv.a.webrtc.HandleOffer(ctx, viewer, m.SDP.SDP, func(c webrtc.Candidate) { lv.sendCandidate(ctx, viewer, c) })
 		if err != nil {
@@ -158,17 +153,12 @@ func (lv *liveView) onMessage(ctx context.Context, m signaling.Message) {
 			return
 		}
 		lv.mu.Lock()
-		p := lv.pending[viewer]
-		var queued []webrtc.Candidate
-		if p != nil {
-			p.answered = true
-			queued, p.queue = p.queue, nil
-		}
+		queued := lv.pending[viewer]
+		delete(lv.pending, viewer) // from now on candidates go out as they come
 		lv.mu.Unlock()
 		for _, c := range queued {
 			lv.sendCandidate(ctx, viewer, c)
 		}
-		lv.forget(viewer) // from now on candidates go out as they come
 	case signaling.TypeICECandidate:
 		if m.Candidate == nil || m.Candidate.Candidate == "" {
 			return // end of candidates
@@ -188,9 +178,8 @@ func (lv *liveView) onMessage(ctx context.Context, m signaling.Message) {
 // sendCandidate sends a local candidate, or queues it until the viewer has its answer.
 func (lv *liveView) sendCandidate(ctx context.Context, viewer string, c webrtc.Candidate) {
 	lv.mu.Lock()
-	p := lv.pending[viewer]
-	if p != nil && !p.answered {
-		p.queue = append(p.queue, c)
+	if q, waiting := lv.pending[viewer]; waiting {
+		lv.pending[viewer] = append(q, c)
 		lv.mu.Unlock()
 		return
 	}
