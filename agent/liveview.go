@@ -21,8 +21,8 @@ type liveView struct {
 	master *signaling.Master
 	log    *zap.Logger
 
-	mu      sync.Mutex
-	ice     []webrtc.ICEServer
+	mu  sync.Mutex
+	ice []webrtc.ICEServer
 	// pending holds the camera's candidates for a viewer until its answer is out: a browser
 	// cannot add candidates before it has the answer. No entry: send them as they come.
 	pending map[string][]webrtc.Candidate
