@@ -82,49 +82,49 @@ func EnsureIdentity(ctx context.Context, cfg config.Config, log *zap.Logger) (id
 	})
 }
 
-// deviceTLS returns what the device proves itself with (its certificate and key) and the
-// roots it trusts (iot.ca_cert), for AWS IoT Core and the credentials provider alike.
-func deviceTLS(cfg config.Config, id *provisioning.Identity) (tls.Certificate, *x509.CertPool, error) {
+// device is a provisioned device as the cloud link uses it: its identity, where it is kept,
+// what it proves itself with (its certificate and key) and the roots it trusts
+// (iot.ca_cert), for AWS IoT Core, the credentials provider and KVS alike. Loaded once.
+type device struct {
+	id    *provisioning.Identity
+	store *provisioning.Store
+	cert  tls.Certificate
+	pool  *x509.CertPool
+}
+
+func loadDevice(cfg config.Config, id *provisioning.Identity) (*device, error) {
 	store, err := provisioning.OpenStore(cfg.StateDir)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return nil, err
 	}
 	cert, err := store.TLSCertificate(id)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return nil, err
 	}
 	pool, _, err := rootCAs(cfg)
 	if err != nil {
-		return tls.Certificate{}, nil, err
+		return nil, err
 	}
-	return cert, pool, nil
+	return &device{id: id, store: store, cert: cert, pool: pool}, nil
 }
 
 // ConnectDevice connects to AWS IoT Core with the device certificate, as the thing.
 func ConnectDevice(ctx context.Context, cfg config.Config, id *provisioning.Identity, opts iot.Options, log *zap.Logger) (*iot.Conn, error) {
-	cert, pool, err := deviceTLS(cfg, id)
+	dev, err := loadDevice(cfg, id)
 	if err != nil {
 		return nil, err
 	}
+	return dialDevice(ctx, cfg, dev, opts, log)
+}
+
+func dialDevice(ctx context.Context, cfg config.Config, dev *device, opts iot.Options, log *zap.Logger) (*iot.Conn, error) {
 	opts.Endpoint = cfg.IoT.Endpoint
-	opts.RootCAs = pool
-	opts.Certificate = cert
-	opts.ClientID = id.ThingName
+	opts.RootCAs = dev.pool
+	opts.Certificate = dev.cert
+	opts.ClientID = dev.id.ThingName
 	opts.KeepAlive = cfg.IoT.KeepAlive
 	opts.Log = log
 	return iot.Dial(ctx, opts)
-}
-
-// credentialsFor returns the IoT credentials provider client for the device.
-func credentialsFor(cfg config.Config, id *provisioning.Identity) (*provisioning.IoTCredentials, error) {
-	cert, pool, err := deviceTLS(cfg, id)
-	if err != nil {
-		return nil, err
-	}
-	return provisioning.NewIoTCredentials(provisioning.CredentialsOptions{
-		Endpoint: cfg.Credentials.Endpoint, RoleAlias: cfg.Credentials.RoleAlias, ThingName: id.ThingName,
-		Certificate: cert, RootCAs: pool,
-	})
 }
 
 // cloudLink keeps the agent connected to AWS IoT: identity, the telemetry connection and
@@ -147,16 +147,16 @@ func (l *cloudLink) run(ctx context.Context) {
 		default:
 		}
 	}
-	var id *provisioning.Identity
+	var dev *device
 	for attempt := 0; ; attempt++ {
-		var fresh bool
-		var err error
-		id, fresh, err = EnsureIdentity(ctx, a.cfg, log)
+		id, fresh, err := EnsureIdentity(ctx, a.cfg, log)
 		if err == nil {
 			if fresh {
 				log.Info("device provisioned", zap.String("thing", id.ThingName))
 			}
-			break
+			if dev, err = loadDevice(a.cfg, id); err == nil {
+				break
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -166,27 +166,27 @@ func (l *cloudLink) run(ctx context.Context) {
 			return
 		}
 	}
-	a.setThing(id.ThingName)
+	a.setThing(dev.id.ThingName)
 
 	credsReady := make(chan struct{})
 	var workers sync.WaitGroup
 	workers.Add(3)
 	go func() {
 		defer workers.Done()
-		l.runLiveView(ctx, id, credsReady)
+		l.runLiveView(ctx, dev, credsReady)
 	}()
 	go func() {
 		defer workers.Done()
-		l.runCredentials(ctx, id, credsReady)
+		l.runCredentials(ctx, dev, credsReady)
 	}()
 	go func() {
 		defer workers.Done()
-		l.startKVS(ctx, id, credsReady)
+		l.startKVS(ctx, dev, credsReady)
 	}()
 	defer workers.Wait()
 
 	for attempt := 0; ; attempt++ {
-		err := l.session(ctx, id, report)
+		err := l.session(ctx, dev, report)
 		if ctx.Err() != nil {
 			return
 		}
@@ -210,11 +210,11 @@ func (l *cloudLink) wait(ctx context.Context, attempt int, msg string, err error
 }
 
 // session connects and runs telemetry until ctx ends.
-func (l *cloudLink) session(ctx context.Context, id *provisioning.Identity, report func(error)) error {
+func (l *cloudLink) session(ctx context.Context, dev *device, report func(error)) error {
 	a := l.a
 	cfg := a.cfg
 	log := a.log.Named("cloud")
-	statusTopic := "edgecam/" + id.ThingName + "/status"
+	statusTopic := "edgecam/" + dev.id.ThingName + "/status"
 	publishStatus := func(ctx context.Context, conn *iot.Conn, state string) {
 		payload := a.statusJSON(state)
 		pubCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -235,7 +235,7 @@ func (l *cloudLink) session(ctx context.Context, id *provisioning.Identity, repo
 			}
 		}
 	}
-	conn, err := ConnectDevice(ctx, cfg, id, opts, log.Named("mqtt"))
+	conn, err := dialDevice(ctx, cfg, dev, opts, log.Named("mqtt"))
 	if err != nil {
 		return err
 	}
@@ -266,13 +266,16 @@ func (l *cloudLink) session(ctx context.Context, id *provisioning.Identity, repo
 
 // runCredentials keeps kvssink's credential file fresh when a credentials endpoint is set;
 // ready is closed after the first write.
-func (l *cloudLink) runCredentials(ctx context.Context, id *provisioning.Identity, ready chan struct{}) {
+func (l *cloudLink) runCredentials(ctx context.Context, dev *device, ready chan struct{}) {
 	cfg := l.a.cfg
 	log := l.a.log.Named("credentials")
 	if cfg.Credentials.Endpoint == "" {
 		return
 	}
-	p, err := credentialsFor(cfg, id)
+	p, err := provisioning.NewIoTCredentials(provisioning.CredentialsOptions{
+		Endpoint: cfg.Credentials.Endpoint, RoleAlias: cfg.Credentials.RoleAlias, ThingName: dev.id.ThingName,
+		Certificate: dev.cert, RootCAs: dev.pool,
+	})
 	if err != nil {
 		log.Error("AWS credentials unavailable", zap.Error(err))
 		return
@@ -287,7 +290,7 @@ func (l *cloudLink) runCredentials(ctx context.Context, id *provisioning.Identit
 }
 
 // startKVS starts recording to Kinesis Video Streams once what kvssink needs is there.
-func (l *cloudLink) startKVS(ctx context.Context, id *provisioning.Identity, credsReady chan struct{}) {
+func (l *cloudLink) startKVS(ctx context.Context, dev *device, credsReady chan struct{}) {
 	a := l.a
 	cfg := a.cfg
 	if !a.kvsWanted {
@@ -301,11 +304,7 @@ func (l *cloudLink) startKVS(ctx context.Context, id *provisioning.Identity, cre
 			return
 		}
 	}
-	store, err := provisioning.OpenStore(cfg.StateDir)
-	if err != nil {
-		a.log.Error("KVS recording not started", zap.Error(err))
-		return
-	}
+	id, store := dev.id, dev.store
 	stream := k.StreamName
 	if stream == "" {
 		stream = id.ThingName

@@ -48,7 +48,7 @@ func channelFor(a *Agent, id *provisioning.Identity) string {
 }
 
 // runLiveView serves viewers until ctx ends, once AWS credentials are available.
-func (l *cloudLink) runLiveView(ctx context.Context, id *provisioning.Identity, credsReady chan struct{}) {
+func (l *cloudLink) runLiveView(ctx context.Context, dev *device, credsReady chan struct{}) {
 	a := l.a
 	cfg := a.cfg
 	if a.webrtc == nil {
@@ -64,17 +64,12 @@ func (l *cloudLink) runLiveView(ctx context.Context, id *provisioning.Identity, 
 	case <-ctx.Done():
 		return
 	}
-	pool, _, err := rootCAs(cfg)
-	if err != nil {
-		log.Error("live view off", zap.Error(err))
-		return
-	}
 	client, err := signaling.NewClient(signaling.ClientOptions{
 		Region:      cfg.AWS.Region,
 		Credentials: a.Credentials(),
 		Endpoint:    cfg.WebRTC.ControlPlane,
 		HTTPClient: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
+			TLSClientConfig: &tls.Config{RootCAs: dev.pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true,
 		}},
 		STUNURL:     stunOverride(cfg.WebRTC.STUN),
 		DisableSTUN: cfg.WebRTC.STUN == "none",
@@ -85,12 +80,12 @@ func (l *cloudLink) runLiveView(ctx context.Context, id *provisioning.Identity, 
 		return
 	}
 	lv := &liveView{a: a, log: log, pending: map[string][]webrtc.Candidate{}}
-	channel := channelFor(a, id)
+	channel := channelFor(a, dev.id)
 	lv.master, err = signaling.NewMaster(signaling.MasterOptions{
 		Client:        client,
 		Channel:       channel,
 		CreateChannel: cfg.WebRTC.CreateChannel,
-		Tags:          map[string]string{"edgecam:thing": id.ThingName},
+		Tags:          map[string]string{"edgecam:thing": dev.id.ThingName},
 		OnMessage:     func(m signaling.Message) { lv.onMessage(ctx, m) },
 		OnICEServers:  lv.setICEServers,
 		Log:           log,
