@@ -274,7 +274,7 @@ func (l *cloudLink) runCredentials(ctx context.Context, dev *device, ready chan 
 	}
 	p, err := provisioning.NewIoTCredentials(provisioning.CredentialsOptions{
 		Endpoint: cfg.Credentials.Endpoint, RoleAlias: cfg.Credentials.RoleAlias, ThingName: dev.id.ThingName,
-		Certificate: dev.cert, RootCAs: dev.pool,
+		Certificate: dev.cert, RootCAs: dev.pool, ReuseWhile: cfg.Credentials.RefreshBefore,
 	})
 	if err != nil {
 		log.Error("AWS credentials unavailable", zap.Error(err))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,15 +25,23 @@ type CredentialsOptions struct {
 	Certificate tls.Certificate
 	RootCAs     *x509.CertPool
 	Timeout     time.Duration
+	// ReuseWhile: credentials fetched earlier are handed out again while more than this is
+	// left of them (0: every Retrieve asks the provider). The kvssink file and the SDK's
+	// cache then share one fetch per credential period instead of making one each.
+	ReuseWhile time.Duration
 }
 
 // IoTCredentials fetches temporary AWS credentials from the AWS IoT credentials provider
 // with the device certificate (mutual TLS). It implements aws.CredentialsProvider; wrap
 // it with NewCredentialsCache so that it is asked only near expiry.
 type IoTCredentials struct {
-	url    string
-	thing  string
-	client *http.Client
+	url        string
+	thing      string
+	client     *http.Client
+	reuseWhile time.Duration
+
+	mu   sync.Mutex // held while fetching, so that concurrent callers share one fetch
+	last aws.Credentials
 }
 
 // NewIoTCredentials returns a credentials provider client.
@@ -52,8 +61,9 @@ func NewIoTCredentials(opts CredentialsOptions) (*IoTCredentials, error) {
 	}
 	u := url.URL{Scheme: "https", Host: host, Path: "/role-aliases/" + url.PathEscape(opts.RoleAlias) + "/credentials"}
 	return &IoTCredentials{
-		url:   u.String(),
-		thing: opts.ThingName,
+		url:        u.String(),
+		thing:      opts.ThingName,
+		reuseWhile: opts.ReuseWhile,
 		client: &http.Client{
 			Timeout: opts.Timeout,
 			Transport: &http.Transport{
@@ -89,6 +99,21 @@ func (e *CredentialsError) Error() string {
 
 // Retrieve implements aws.CredentialsProvider.
 func (c *IoTCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reuseWhile > 0 && c.last.HasKeys() && time.Until(c.last.Expires) > c.reuseWhile {
+		return c.last, nil
+	}
+	cr, err := c.fetch(ctx)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	c.last = cr
+	return cr, nil
+}
+
+// fetch asks the credentials provider for new credentials.
+func (c *IoTCredentials) fetch(ctx context.Context) (aws.Credentials, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
 		return aws.Credentials{}, err

@@ -92,6 +92,23 @@ func TestCredentialsCacheRefreshesEarly(t *testing.T) {
 	require.Less(t, time.Since(start), 4*time.Second, "refreshed before the 4-5 s lifetime ran out")
 }
 
+// TestCredentialsReusedWhileFresh: the kvssink file and the SDK's cache share one fetch.
+func TestCredentialsReusedWhileFresh(t *testing.T) {
+	cloud, _, id, cert := provisioned(t, localcloud.Options{CredentialLifetime: 5 * time.Second})
+	p, err := NewIoTCredentials(CredentialsOptions{Endpoint: cloud.CredentialsEndpoint(), RoleAlias: cloud.RoleAlias(), ThingName: id.ThingName,
+		Certificate: cert, RootCAs: cloud.CAPool(), ReuseWhile: 3 * time.Second})
+	require.NoError(t, err)
+	first, err := p.Retrieve(testCtx(t))
+	require.NoError(t, err)
+	again, err := p.Retrieve(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, first.AccessKeyID, again.AccessKeyID, "more than 3 s left: reused")
+	time.Sleep(time.Until(first.Expires.Add(-3*time.Second)) + 100*time.Millisecond)
+	later, err := p.Retrieve(testCtx(t))
+	require.NoError(t, err)
+	require.NotEqual(t, first.AccessKeyID, later.AccessKeyID, "3 s or less left: fetched again")
+}
+
 func readKVSFile(t *testing.T, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
