@@ -60,6 +60,10 @@ func (c *Client) PresignURL(ctx context.Context, t Target) (string, error) {
 	return signed, nil
 }
 
+// readLimit is far above MaxMessageSize: an oversized message is then read whole and
+// counted as a dropped message by the decoder, instead of closing the connection.
+const readLimit = 1 << 20
+
 // Dial opens the signaling WebSocket for t with a freshly presigned URL. When the service
 // refuses it because of the device's clock, Dial learns the offset from the Date header and
 // tries once more.
@@ -72,7 +76,7 @@ func (c *Client) Dial(ctx context.Context, t Target) (*websocket.Conn, error) {
 		sent := time.Now()
 		conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: c.http})
 		if err == nil {
-			conn.SetReadLimit(MaxMessageSize)
+			conn.SetReadLimit(readLimit)
 			return conn, nil
 		}
 		if resp == nil {

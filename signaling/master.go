@@ -213,7 +213,6 @@ func (m *Master) connect(ctx context.Context) (*websocket.Conn, error) {
 		m.mu.Unlock()
 		return nil, err
 	}
-	conn.SetReadLimit(1 << 20) // larger messages than MaxMessageSize are counted as drops, not fatal
 	return conn, nil
 }
 

@@ -75,7 +75,6 @@ func Dial(ctx context.Context, o Options) (*Viewer, error) {
 		wv.Close()
 		return nil, err
 	}
-	ws.SetReadLimit(1 << 20)
 	v := &Viewer{Viewer: wv, ICEServers: ice, ws: ws, answered: make(chan struct{}), refused: make(chan string, 1)}
 	var mu sync.Mutex
 	send := func(o signaling.Outgoing) {
