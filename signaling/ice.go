@@ -65,10 +65,10 @@ func (c *Client) ICEServers(ctx context.Context, t Target) ([]ICEServer, error) 
 		sent := time.Now()
 		resp, err = c.postSigned(ctx, url, body)
 		if err != nil {
-			return nil, fmt.Errorf("signaling: GetIceServerConfig at %s: %w — check the network", url, err)
+			return nil, fmt.Errorf("signaling: GetIceServerConfig at %s: %w", url, err)
 		}
 		// A refusal that blamed the clock taught the clock its offset: sign again, once.
-		if resp.StatusCode == http.StatusForbidden && attempt == 0 && c.clock.observe(resp, sent) {
+		if attempt == 0 && c.clock.observe(resp, sent) {
 			resp.Body.Close()
 			continue
 		}
@@ -111,7 +111,11 @@ func (c *Client) postSigned(ctx context.Context, url string, body []byte) (*http
 	if err := c.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), service, c.opts.Region, c.clock.now()); err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
-	return c.http.Do(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w — check the network", err)
+	}
+	return resp, nil
 }
 
 // APIError is a refusal from the signaling service outside the AWS SDK (GetIceServerConfig,
