@@ -283,10 +283,13 @@ func (m *Master) serve(ctx context.Context, conn *websocket.Conn) error {
 		m.mu.Unlock()
 	}()
 
+	// keepAlive does every ICE refresh of this connection, one at a time, so that an older
+	// server list never overwrites a newer one; the reader only wakes it.
+	iceWake := make(chan struct{}, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.keepAlive(sctx, conn, t, setReason)
+		m.keepAlive(sctx, conn, t, setReason, iceWake)
 	}()
 	for {
 		typ, data, err := conn.Read(sctx)
@@ -315,8 +318,10 @@ func (m *Master) serve(ctx context.Context, conn *websocket.Conn) error {
 			m.mu.Lock()
 			m.iceStale = true
 			m.mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); m.refreshICE(sctx, t) }()
+			select {
+			case iceWake <- struct{}{}:
+			default: // a refresh is already asked for
+			}
 		case TypeSDPOffer, TypeSDPAnswer, TypeICECandidate:
 			if msg.SenderClientID == "" {
 				m.drop(fmt.Errorf("%w: %s without senderClientId: the master cannot answer it", ErrMalformed, msg.Type))
@@ -331,9 +336,9 @@ func (m *Master) serve(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-// keepAlive pings, fetches the ICE servers again before the TURN credentials expire, and
-// ends the connection at its planned lifetime.
-func (m *Master) keepAlive(ctx context.Context, conn *websocket.Conn, t Target, setReason func(error)) {
+// keepAlive pings, fetches the ICE servers again before the TURN credentials expire or when
+// iceWake says the service asked for it, and ends the connection at its planned lifetime.
+func (m *Master) keepAlive(ctx context.Context, conn *websocket.Conn, t Target, setReason func(error), iceWake <-chan struct{}) {
 	ping := time.NewTicker(m.opts.PingInterval)
 	defer ping.Stop()
 	age := time.NewTimer(m.opts.ReconnectAfter)
@@ -342,6 +347,8 @@ func (m *Master) keepAlive(ctx context.Context, conn *websocket.Conn, t Target, 
 		select {
 		case <-ctx.Done():
 			return
+		case <-iceWake:
+			m.refreshICE(ctx, t)
 		case <-age.C:
 			setReason(errMaxAge)
 			conn.Close(websocket.StatusNormalClosure, "reconnecting before the 1-hour limit")
