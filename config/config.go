@@ -49,10 +49,12 @@ type IoT struct {
 	KeepAlive time.Duration `yaml:"keep_alive"`
 }
 
-// Provisioning methods.
+// Provisioning methods and device key types (provisioning.Method*, provisioning.Key*).
 const (
-	MethodCSR  = "csr"
-	MethodKeys = "keys"
+	MethodCSR    = "csr"
+	MethodKeys   = "keys"
+	KeyECDSAP256 = "ecdsa-p256"
+	KeyRSA2048   = "rsa-2048"
 )
 
 // Provisioning configures fleet provisioning by claim.
@@ -312,7 +314,7 @@ func Default() Config {
 			ClaimKey:   "/etc/edgecam/claim.key",
 			Template:   "edgecam-fleet",
 			Method:     MethodCSR,
-			KeyType:    "ecdsa-p256",
+			KeyType:    KeyECDSAP256,
 			Parameters: map[string]string{},
 			Timeout:    30 * time.Second,
 			Attempts:   5,

@@ -25,7 +25,7 @@ var (
 	KVSAuths       = []string{KVSAuthCredentialFile, KVSAuthIoTCertificate}
 	RecordModes    = []string{RecordContinuous, RecordMotion, RecordOff}
 	Methods        = []string{MethodCSR, MethodKeys}
-	KeyTypes       = []string{"ecdsa-p256", "rsa-2048"}
+	KeyTypes       = []string{KeyECDSAP256, KeyRSA2048}
 	SegmentFormats = []string{FormatMKV, FormatMP4}
 )
 
@@ -115,7 +115,7 @@ func (cfg *Config) Validate() Problems {
 		c.add("recording.local.max_bytes", "%s is too small; use 0 (no bound) or at least 16MiB", rec.Local.MaxBytes)
 	}
 	kvs := rec.KVS
-	if kvs.StreamName != "" && !streamRE.MatchString(kvs.StreamName) {
+	if kvs.StreamName != "" && !kvsNameRE.MatchString(kvs.StreamName) {
 		c.add("recording.kvs.stream_name", "%q: use 1 to 256 of letters, digits, '_', '.' and '-'", kvs.StreamName)
 	}
 	c.intRange("recording.kvs.storage_size_mb", kvs.StorageSizeMB, 10, 4096)
@@ -131,7 +131,8 @@ func (cfg *Config) Validate() Problems {
 	return c.ps
 }
 
-var streamRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
+// kvsNameRE is Kinesis Video's rule for stream and signaling channel names.
+var kvsNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
 
 // deliversRaw reports whether the source delivers raw video as configured (auto formats
 // count as H.264-capable: they are resolved when the camera is probed).
@@ -261,7 +262,7 @@ func (cfg *Config) validateCloud(c *checker) {
 	c.durRange("telemetry.interval", cfg.Telemetry.Interval, time.Second, 24*time.Hour)
 
 	w := cfg.WebRTC
-	if w.Channel != "" && !channelRE.MatchString(w.Channel) {
+	if w.Channel != "" && !kvsNameRE.MatchString(w.Channel) {
 		c.add("webrtc.channel", "%q: use 1 to 256 of letters, digits, '_', '.' and '-'", w.Channel)
 	}
 	if w.ControlPlane != "" {
@@ -279,8 +280,6 @@ func (cfg *Config) validateCloud(c *checker) {
 		c.add("webrtc.min_bitrate_kbps", "%d is above media.encoder.bitrate_kbps (%d)", w.MinBitrateKbps, cfg.Media.Encoder.BitrateKbps)
 	}
 }
-
-var channelRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
 
 // checkEndpoint accepts host or host:port, without a scheme.
 func checkEndpoint(ep string) error {
