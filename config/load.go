@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -54,11 +55,16 @@ func Load(opts LoadOptions) (*Loaded, error) {
 	}
 
 	loaded := &Loaded{}
+	var data []byte // the file, read once: viper decodes it, restoreMapKeys reads its map keys
 	if path != "" {
-		v.SetConfigFile(path)
-		v.SetConfigType("yaml")
-		switch err := v.ReadInConfig(); {
+		var err error
+		data, err = os.ReadFile(path)
+		switch {
 		case err == nil:
+			v.SetConfigType("yaml")
+			if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+				return nil, fmt.Errorf("config file %s: %w", path, err)
+			}
 			loaded.File = path
 		case errors.Is(err, os.ErrNotExist) && !opts.Required:
 			// No file: defaults, environment and flags only.
@@ -95,7 +101,7 @@ func Load(opts LoadOptions) (*Loaded, error) {
 	})
 	problems = append(problems, decodeProblems(err, byKey)...)
 	if loaded.File != "" {
-		restoreMapKeys(loaded.File, &cfg)
+		restoreMapKeys(data, &cfg)
 	}
 	if opts.Adjust != nil {
 		opts.Adjust(&cfg)
@@ -272,13 +278,9 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// restoreMapKeys re-reads map-typed keys (provisioning.parameters) from the file: viper
-// lowercases every key, but template parameters such as SerialNumber are case-sensitive.
-func restoreMapKeys(path string, cfg *Config) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return // already reported by viper
-	}
+// restoreMapKeys reads map-typed keys (provisioning.parameters) from the file's YAML again:
+// viper lowercases every key, but template parameters such as SerialNumber are case-sensitive.
+func restoreMapKeys(data []byte, cfg *Config) {
 	var raw map[string]any
 	if err := yaml.Unmarshal(data, &raw); err != nil {
 		return
