@@ -107,6 +107,21 @@ func (s *Store) removeTemporaries() {
 // Load returns the committed identity, ErrNoIdentity when there is none, or an error when
 // it is damaged. It refreshes the derived device.crt and ca.pem.
 func (s *Store) Load() (*Identity, error) {
+	id, err := s.readIdentity()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.TLSCertificate(id); err != nil {
+		return nil, err
+	}
+	if err := s.writeDerived(id); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+// readIdentity reads identity.json, checking nothing else and writing nothing.
+func (s *Store) readIdentity() (*Identity, error) {
 	data, err := os.ReadFile(filepath.Join(s.dir, identityFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNoIdentity
@@ -117,12 +132,6 @@ func (s *Store) Load() (*Identity, error) {
 	var id Identity
 	if err := json.Unmarshal(data, &id); err != nil {
 		return nil, fmt.Errorf("identity %s is damaged (%v); delete it to provision again", filepath.Join(s.dir, identityFile), err)
-	}
-	if _, err := s.TLSCertificate(&id); err != nil {
-		return nil, err
-	}
-	if err := s.writeDerived(&id); err != nil {
-		return nil, err
 	}
 	return &id, nil
 }
@@ -171,8 +180,8 @@ func writeIfChanged(path string, data []byte, perm os.FileMode) error {
 // an interrupted provisioning left without a certificate, or a new one of keyType, written
 // (0600) before anything is sent.
 func (s *Store) PendingKey(keyType string) (crypto.Signer, string, error) {
-	referenced := ""
-	if id, err := s.Load(); err == nil {
+	referenced := "" // the committed identity's key is never reused for a new certificate
+	if id, err := s.readIdentity(); err == nil {
 		referenced = id.KeyFile
 	}
 	for _, name := range s.keyFiles() {
