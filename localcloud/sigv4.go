@@ -128,11 +128,7 @@ func (v *sigV4Verifier) verifyHeader(r *http.Request, body []byte) (string, *aws
 	if !ok {
 		return "", authError("IncompleteSignatureException", "Authorization header requires the %s algorithm.", sigV4Algorithm)
 	}
-	parts := map[string]string{}
-	for _, f := range strings.Split(fields, ",") {
-		k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
-		parts[k] = val
-	}
+	parts := authFields(fields)
 	sc, okScope := parseScope(parts["Credential"])
 	if !okScope || parts["SignedHeaders"] == "" || parts["Signature"] == "" {
 		return "", authError("IncompleteSignatureException", "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters. Authorization=%s", auth)
@@ -149,23 +145,13 @@ func (v *sigV4Verifier) verifyHeader(r *http.Request, body []byte) (string, *aws
 		return "", e
 	}
 
-	// Sign a copy that carries only what the client signed.
 	signedHeaders := strings.Split(parts["SignedHeaders"], ";")
-	cp, err := http.NewRequestWithContext(context.Background(), r.Method, requestURL(r), nil)
-	if err != nil {
-		return "", authError("IncompleteSignatureException", "unreadable request URL")
+	cp, e := signingCopy(r, r.URL.RawQuery, signedHeaders)
+	if e != nil {
+		return "", e
 	}
-	cp.Host = r.Host
-	for _, h := range signedHeaders {
-		switch h {
-		case "host":
-		case "content-length":
-			cp.ContentLength = int64(len(body))
-		default:
-			for _, val := range r.Header.Values(h) {
-				cp.Header.Add(h, val)
-			}
-		}
+	if slices.Contains(signedHeaders, "content-length") {
+		cp.ContentLength = int64(len(body))
 	}
 	hash := r.Header.Get("X-Amz-Content-Sha256")
 	if hash == "" || !slices.Contains(signedHeaders, "x-amz-content-sha256") {
@@ -175,12 +161,7 @@ func (v *sigV4Verifier) verifyHeader(r *http.Request, body []byte) (string, *aws
 	if err := v.signer.SignHTTP(context.Background(), creds, cp, hash, sigV4Service, v.region, signed); err != nil {
 		return "", authError("IncompleteSignatureException", "%v", err)
 	}
-	want := cp.Header.Get("Authorization")
-	wantFields := map[string]string{}
-	for _, f := range strings.Split(strings.TrimPrefix(want, sigV4Algorithm+" "), ",") {
-		k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
-		wantFields[k] = val
-	}
+	wantFields := authFields(strings.TrimPrefix(cp.Header.Get("Authorization"), sigV4Algorithm+" "))
 	if wantFields["SignedHeaders"] != parts["SignedHeaders"] || subtle.ConstantTimeCompare([]byte(wantFields["Signature"]), []byte(parts["Signature"])) != 1 {
 		return "", authError("InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
 	}
@@ -224,18 +205,9 @@ func (v *sigV4Verifier) verifyPresign(r *http.Request) (string, *awsError) {
 	}
 	got := q.Get("X-Amz-Signature")
 	q.Del("X-Amz-Signature")
-	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: q.Encode()}
-	cp, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", authError("IncompleteSignatureException", "unreadable request URL")
-	}
-	cp.Host = r.Host
-	for _, h := range strings.Split(q.Get("X-Amz-SignedHeaders"), ";") {
-		if h != "host" {
-			for _, val := range r.Header.Values(h) {
-				cp.Header.Add(h, val)
-			}
-		}
+	cp, e := signingCopy(r, q.Encode(), strings.Split(q.Get("X-Amz-SignedHeaders"), ";"))
+	if e != nil {
+		return "", e
 	}
 	signedURL, _, err := v.signer.PresignHTTP(context.Background(), creds, cp, emptySHA256, sigV4Service, v.region, signed,
 		func(o *v4.SignerOptions) { o.DisableHeaderHoisting = true })
@@ -276,8 +248,33 @@ func shortDuration(d time.Duration) string {
 	return fmt.Sprintf("%d sec", int(d/time.Second))
 }
 
-// requestURL rebuilds the URL the client signed (scheme does not enter the signature).
-func requestURL(r *http.Request) string {
-	u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-	return u.String()
+// authFields splits "k=v, k=v" (an Authorization header after its algorithm).
+func authFields(s string) map[string]string {
+	out := map[string]string{}
+	for _, f := range strings.Split(s, ",") {
+		k, val, _ := strings.Cut(strings.TrimSpace(f), "=")
+		out[k] = val
+	}
+	return out
+}
+
+// signingCopy rebuilds the request the client signed, with rawQuery and only the headers
+// it signed, to be signed again and compared. The scheme does not enter the signature;
+// content-length, when signed, is the caller's to set.
+func signingCopy(r *http.Request, rawQuery string, signedHeaders []string) (*http.Request, *awsError) {
+	u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: rawQuery}
+	cp, err := http.NewRequestWithContext(context.Background(), r.Method, u.String(), nil)
+	if err != nil {
+		return nil, authError("IncompleteSignatureException", "unreadable request URL")
+	}
+	cp.Host = r.Host
+	for _, h := range signedHeaders {
+		if h == "host" || h == "content-length" {
+			continue
+		}
+		for _, val := range r.Header.Values(h) {
+			cp.Header.Add(h, val)
+		}
+	}
+	return cp, nil
 }
