@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -70,6 +71,11 @@ func New(opts Options) (*Agent, error) {
 		opts.Log = zap.NewNop()
 	}
 	log := opts.Log
+	// The state directory holds the device's key: private from the start, even when only
+	// recordings land in it first.
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
+	}
 	plan, err := media.ResolvePlan(cfg.Media, media.DefaultProbe())
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,6 +25,16 @@ func testConfig(t testing.TB) config.Config {
 	cfg.Media.Encoder.GOP = time.Second
 	cfg.Recording.Local.Segment = 2 * time.Second
 	return cfg
+}
+
+func TestStateDirIsPrivate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.StateDir = filepath.Join(t.TempDir(), "state")
+	_, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	st, err := os.Stat(cfg.StateDir)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
 }
 
 func TestAgentRecordsTestSourceUntilCancelled(t *testing.T) {

@@ -120,7 +120,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	if video != "" {
 		fmt.Fprintf(w, "  video:       %s (file, looping)\n", video)
 	} else {
-		fmt.Fprintf(w, "  video:       synthetic test pattern %dx%d at %d fps (x264); run make testdata for the test clip\n",
+		fmt.Fprintf(w, "  video:       synthetic test pattern %dx%d at %d fps (encoded by media.encoder); run make testdata for the test clip\n",
 			cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate)
 	}
 	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s, %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment, cfg.Recording.Mode)
