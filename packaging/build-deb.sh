@@ -13,9 +13,11 @@ case $goarch in
   arm) arch=armhf ;;
   *) echo "build-deb: unsupported GOARCH $goarch" >&2; exit 2 ;;
 esac
-version=$(git describe --tags --always --dirty 2>/dev/null || echo 0.0.0)
-# Debian versions must start with a digit.
-[[ $version =~ ^[0-9] ]] || version="0.0.0+g$version"
+# A tag (v1.2.3 → 1.2.3); without one, 0.0.0+g<commit> (a bare hash may start with a digit
+# and would make a nonsensical version).
+version=$(git describe --tags --dirty 2>/dev/null || echo "0.0.0+g$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+version=${version#v}
+[[ $version =~ ^[0-9] ]] || version="0.0.0+$version"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 stage=$(mktemp -d)
