@@ -54,11 +54,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	}
 	path := g.explicitConfig(cmd)
 	// localcloud needs the log settings before the agent's configuration can point at it.
-	pre, err := g.loadFrom(cmd, path, nil)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(pre.Config, cmd.ErrOrStderr())
+	pre, log, err := g.loadWithLogger(cmd, path)
 	if err != nil {
 		return err
 	}

@@ -52,11 +52,7 @@ func newLocalcloudCmd(g *globals) *cobra.Command {
 }
 
 func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
-	l, err := g.loadFrom(cmd, "", nil)
-	if err != nil {
-		return err
-	}
-	log, err := newLogger(l.Config, cmd.ErrOrStderr())
+	l, log, err := g.loadWithLogger(cmd, "")
 	if err != nil {
 		return err
 	}

@@ -145,6 +145,20 @@ func (g *globals) loadFrom(cmd *cobra.Command, path string, adjust func(*config.
 	return l, nil
 }
 
+// loadWithLogger loads the configuration from path and builds the logger it asks for; the
+// caller syncs the logger when it is done.
+func (g *globals) loadWithLogger(cmd *cobra.Command, path string) (*config.Loaded, *zap.Logger, error) {
+	l, err := g.loadFrom(cmd, path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(l.Config, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, log, nil
+}
+
 func newLogger(cfg config.Config, stderr io.Writer) (*zap.Logger, error) {
 	out, _ := stderr.(*os.File)
 	log, err := logging.New(logging.Options{Level: cfg.Log.Level, Format: cfg.Log.Format, Output: out})

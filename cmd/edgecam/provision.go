@@ -21,16 +21,12 @@ func newProvisionCmd(g *globals) *cobra.Command {
 			"device is provisioned; a second run does nothing.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load(cmd, nil)
+			l, log, err := g.loadWithLogger(cmd, g.configPath)
 			if err != nil {
 				return err
 			}
 			if l.IoT.Endpoint == "" {
 				return configError(errors.New("iot.endpoint is not set: name the AWS IoT endpoint to provision against"))
-			}
-			log, err := newLogger(l.Config, cmd.ErrOrStderr())
-			if err != nil {
-				return err
 			}
 			defer log.Sync() //nolint:errcheck // nothing to do about a failed flush
 			ctx, stop := signalContext(cmd.Context())

@@ -12,11 +12,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		Short: "Run the agent (what the systemd service starts)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := g.load(cmd, nil)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(l.Config, cmd.ErrOrStderr())
+			l, log, err := g.loadWithLogger(cmd, g.configPath)
 			if err != nil {
 				return err
 			}
