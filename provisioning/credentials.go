@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/edgecam/edgecam/internal/clock"
+	"go.uber.org/zap"
 )
 
 // CredentialsOptions configure the AWS IoT credentials provider client.
@@ -29,6 +31,10 @@ type CredentialsOptions struct {
 	// left of them (0: every Retrieve asks the provider). The kvssink file and the SDK's
 	// cache then share one fetch per credential period instead of making one each.
 	ReuseWhile time.Duration
+	// Clock is the wall clock that judges how much is left of credentials (default the
+	// system's).
+	Clock clock.Clock
+	Log   *zap.Logger
 }
 
 // IoTCredentials fetches temporary AWS credentials from the AWS IoT credentials provider
@@ -39,9 +45,15 @@ type IoTCredentials struct {
 	thing      string
 	client     *http.Client
 	reuseWhile time.Duration
+	clock      clock.Clock
+	log        *zap.Logger
 
 	mu   sync.Mutex // held while fetching, so that concurrent callers share one fetch
 	last aws.Credentials
+	skew time.Duration // the provider's clock minus ours, as last reported
+
+	invMu       sync.Mutex
+	invalidated chan struct{} // closed and replaced by Invalidate
 }
 
 // NewIoTCredentials returns a credentials provider client.
@@ -55,15 +67,24 @@ func NewIoTCredentials(opts CredentialsOptions) (*IoTCredentials, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = 15 * time.Second
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
 	host := opts.Endpoint
 	if _, _, err := net.SplitHostPort(host); err != nil {
 		host = net.JoinHostPort(host, "443")
 	}
 	u := url.URL{Scheme: "https", Host: host, Path: "/role-aliases/" + url.PathEscape(opts.RoleAlias) + "/credentials"}
 	return &IoTCredentials{
-		url:        u.String(),
-		thing:      opts.ThingName,
-		reuseWhile: opts.ReuseWhile,
+		url:         u.String(),
+		thing:       opts.ThingName,
+		reuseWhile:  opts.ReuseWhile,
+		clock:       opts.Clock,
+		log:         opts.Log,
+		invalidated: make(chan struct{}),
 		client: &http.Client{
 			Timeout: opts.Timeout,
 			Transport: &http.Transport{
@@ -71,6 +92,7 @@ func NewIoTCredentials(opts CredentialsOptions) (*IoTCredentials, error) {
 					Certificates: []tls.Certificate{opts.Certificate},
 					RootCAs:      opts.RootCAs,
 					MinVersion:   tls.VersionTLS12,
+					Time:         opts.Clock.Now,
 				},
 				ForceAttemptHTTP2: true,
 			},
@@ -101,7 +123,7 @@ func (e *CredentialsError) Error() string {
 func (c *IoTCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.reuseWhile > 0 && c.last.HasKeys() && time.Until(c.last.Expires) > c.reuseWhile {
+	if c.reuseWhile > 0 && c.last.HasKeys() && c.last.Expires.Sub(c.clock.Now()) > c.reuseWhile {
 		return c.last, nil
 	}
 	cr, err := c.fetch(ctx)
@@ -119,11 +141,19 @@ func (c *IoTCredentials) fetch(ctx context.Context) (aws.Credentials, error) {
 		return aws.Credentials{}, err
 	}
 	req.Header.Set("x-amzn-iot-thingname", c.thing)
+	sent := c.clock.Now()
+	if err := clock.Plausible(sent); err != nil {
+		return aws.Credentials{}, fmt.Errorf("IoT credentials provider: not asked: %w", err)
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
+		if hint := clock.CertificateTimeHint(err, c.clock.Now()); hint != "" {
+			return aws.Credentials{}, fmt.Errorf("IoT credentials provider %s: %w — %s", c.url, err, hint)
+		}
 		return aws.Credentials{}, fmt.Errorf("IoT credentials provider %s: %w — check credentials.endpoint and the network", c.url, err)
 	}
 	defer resp.Body.Close()
+	c.checkSkew(resp.Header.Get("Date"), sent)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return aws.Credentials{}, fmt.Errorf("IoT credentials provider: %w", err)
@@ -174,11 +204,73 @@ func (c *IoTCredentials) fetch(ctx context.Context) (aws.Credentials, error) {
 	}, nil
 }
 
+// maxSkew is how far the provider's clock may be from ours before the log says so: AWS
+// refuses signatures more than 5 minutes off, and kvssink times its credentials by it.
+const maxSkew = time.Minute
+
+// checkSkew compares the provider's Date header with the local clock and says, once per
+// change, when the device's clock is off.
+func (c *IoTCredentials) checkSkew(date string, sent time.Time) {
+	skew, ok := clock.Skew(date, sent, c.clock.Now())
+	if !ok {
+		return
+	}
+	big := skew > maxSkew || skew < -maxSkew
+	was := c.skew > maxSkew || c.skew < -maxSkew
+	c.skew = skew
+	switch {
+	case big:
+		c.log.Warn("the system clock is off from the AWS IoT credentials provider's: AWS refuses requests signed more than 5 minutes off and kvssink times its credentials by this clock — set the clock or let NTP set it (timedatectl set-ntp true)",
+			zap.Duration("provider_ahead_by", skew))
+	case was:
+		c.log.Info("the system clock agrees with the AWS IoT credentials provider's again", zap.Duration("provider_ahead_by", skew))
+	}
+}
+
+// Invalidate drops the credentials kept for reuse, because a service refused them (after a
+// restart of the issuer, a revocation): the next Retrieve fetches new ones, and whoever
+// waits on Invalidated (the kvssink credential file) is woken.
+func (c *IoTCredentials) Invalidate() {
+	c.mu.Lock()
+	c.last = aws.Credentials{}
+	c.mu.Unlock()
+	c.invMu.Lock()
+	close(c.invalidated)
+	c.invalidated = make(chan struct{})
+	c.invMu.Unlock()
+}
+
+// Invalidated returns a channel that is closed at the next Invalidate.
+func (c *IoTCredentials) Invalidated() <-chan struct{} {
+	c.invMu.Lock()
+	defer c.invMu.Unlock()
+	return c.invalidated
+}
+
+// CredentialsCache caches credentials and refreshes them ahead of their expiry. Invalidate
+// drops them, in the cache and in the provider under it, so that refused credentials are
+// replaced at once rather than at the end of their period.
+type CredentialsCache struct {
+	*aws.CredentialsCache
+	src aws.CredentialsProvider
+}
+
 // NewCredentialsCache caches credentials and refreshes them refreshBefore their expiry
 // (with some jitter, so that a fleet does not refresh in step).
-func NewCredentialsCache(p aws.CredentialsProvider, refreshBefore time.Duration) *aws.CredentialsCache {
-	return aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
-		o.ExpiryWindow = refreshBefore
-		o.ExpiryWindowJitterFrac = 0.2
-	})
+func NewCredentialsCache(p aws.CredentialsProvider, refreshBefore time.Duration) *CredentialsCache {
+	return &CredentialsCache{
+		CredentialsCache: aws.NewCredentialsCache(p, func(o *aws.CredentialsCacheOptions) {
+			o.ExpiryWindow = refreshBefore
+			o.ExpiryWindowJitterFrac = 0.2
+		}),
+		src: p,
+	}
+}
+
+// Invalidate drops the cached credentials, and those the provider keeps for reuse.
+func (c *CredentialsCache) Invalidate() {
+	if inv, ok := c.src.(interface{ Invalidate() }); ok {
+		inv.Invalidate()
+	}
+	c.CredentialsCache.Invalidate()
 }
