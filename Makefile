@@ -15,7 +15,7 @@ CLIPS      := testdata/clips
 TESTFLAGS  ?= -race -timeout 30m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps build test dry-run testdata lint bench clean
+.PHONY: all deps build test dry-run testdata lint bench clean kvssink
 
 all: build
 
@@ -34,10 +34,16 @@ $(CLIPS)/.stamp: scripts/gen-testdata.sh
 	scripts/gen-testdata.sh $(CLIPS)
 	@touch $@
 
-dry-run: build testdata
+# kvssink, built from AWS's producer sources when they are here (KVS_PRODUCER_SRC, or
+# ../shared/third_party/kvs-producer); cached, so a no-op after the first build. Tests and
+# dry-run find it in .cache/kvssink (EDGECAM_KVSSINK_DIR overrides).
+kvssink:
+	@scripts/build-kvssink.sh --if-sources
+
+dry-run: build testdata kvssink
 	./bin/edgecam dry-run --duration $(DURATION) --out $(OUT)
 
-test: deps testdata
+test: deps testdata kvssink
 	$(GO) test $(TESTFLAGS) ./...
 
 lint: deps
