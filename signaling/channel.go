@@ -170,8 +170,10 @@ func (c *Client) endpointName() string {
 	return "kinesisvideo." + c.opts.Region + ".amazonaws.com"
 }
 
-// apiError turns an SDK error into one that says what to check.
+// apiError turns an SDK error into one that says what to check; refused credentials are
+// dropped, so that the next attempt fetches new ones.
 func (c *Client) apiError(op, subject string, err error) error {
+	c.checkRefusal(err)
 	var (
 		notFound *types.ResourceNotFoundException
 		denied   *types.AccessDeniedException

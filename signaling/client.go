@@ -23,6 +23,8 @@ type ClientOptions struct {
 	Region string
 	// Credentials sign every request; they are asked again for each connection, so a
 	// provider that refreshes (aws.CredentialsCache) keeps a long-running master signed in.
+	// When it implements Invalidator, credentials the service refuses are dropped and new
+	// ones fetched at once.
 	Credentials aws.CredentialsProvider
 	// Endpoint overrides the control plane, e.g. localcloud's "http://127.0.0.1:18444".
 	// Default: AWS's https://kinesisvideo.<region>.amazonaws.com.
@@ -50,6 +52,8 @@ type Client struct {
 	signer *v4.Signer
 	clock  *clock
 	log    *zap.Logger
+	// refusals: credentials the service refused are dropped (see checkRefusal).
+	refusals refusals
 }
 
 // NewClient returns a Client; it does not contact the service.

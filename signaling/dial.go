@@ -91,6 +91,12 @@ func (c *Client) Dial(ctx context.Context, t Target) (*websocket.Conn, error) {
 		if resp.Body != nil {
 			body, _ = io.ReadAll(io.LimitReader(resp.Body, 4096))
 		}
-		return nil, fmt.Errorf("signaling: WebSocket %s refused: %w", t.Endpoints.WSS, httpAPIError(resp, body))
+		apiErr := httpAPIError(resp, body)
+		// Credentials the service does not know (its issuer restarted, they were revoked):
+		// drop them and connect again with new ones, once.
+		if attempt < 2 && c.checkRefusal(apiErr) {
+			continue
+		}
+		return nil, fmt.Errorf("signaling: WebSocket %s refused: %w", t.Endpoints.WSS, apiErr)
 	}
 }

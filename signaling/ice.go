@@ -72,6 +72,16 @@ func (c *Client) ICEServers(ctx context.Context, t Target) ([]ICEServer, error) 
 			resp.Body.Close()
 			continue
 		}
+		if resp.StatusCode == http.StatusForbidden && attempt < 2 {
+			// Refused credentials are dropped and the call made again with new ones, once.
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			apiErr := httpAPIError(resp, data)
+			if c.checkRefusal(apiErr) {
+				continue
+			}
+			return nil, fmt.Errorf("signaling: GetIceServerConfig %s: %w", t.ChannelARN, apiErr)
+		}
 		break
 	}
 	defer resp.Body.Close()
