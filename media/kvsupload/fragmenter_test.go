@@ -132,7 +132,7 @@ type mkvDoc struct {
 			} `ebml:"TrackEntry"`
 		} `ebml:"Tracks"`
 		Cluster []struct {
-			Timecode    uint64        `ebml:"Timecode"`
+			Timecode    uint64       `ebml:"Timecode"`
 			SimpleBlock []ebml.Block `ebml:"SimpleBlock"`
 		} `ebml:"Cluster"`
 	} `ebml:"Segment"`
