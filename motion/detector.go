@@ -2,6 +2,14 @@
 // Detector compares each frame with a learnt background and reports a score per frame;
 // Gate applies start hysteresis, post-roll, pre-roll and event merging to those results.
 // It is pure Go, takes its time from the caller and allocates nothing per frame.
+//
+// The detector is built for outdoor scenes: it compensates the shift of the whole picture
+// (a camera on a pole in the wind), models global brightness changes with a tone curve
+// (auto-exposure, dawn, highlights that clip at white), learns how much each part of the
+// picture flickers on its own (foliage, water), groups changed blocks into regions, drops
+// regions whose change is a smooth re-lighting of the same texture (headlights, cloud
+// shadows), and reports motion only for a region that persists over consecutive frames
+// (rain, snow and insects do not).
 package motion
 
 import (
@@ -20,6 +28,12 @@ const (
 	// changed from frame to frame for this many frames is a stationary change (an object
 	// put down or taken away, a ghost), absorbed into the background rather than motion.
 	DefaultStationaryFrames = 15
+	// DefaultPersistFrames: a region must be seen in this many consecutive analysis
+	// frames, in place or moving coherently, before it counts as motion.
+	DefaultPersistFrames = 2
+	// DefaultMaxShift is the largest frame-to-background shift of the whole picture, in
+	// pixels of the analysed frame, that the detector compensates.
+	DefaultMaxShift = 4
 )
 
 // BlockSize is the side, in pixels, of the square blocks the detector averages before it
@@ -46,21 +60,28 @@ const (
 	// into an illumination change and so never detects less.
 	illumDiff = 10
 	// illumRatio is the share of the unmasked area that must change by illumDiff beyond the
-	// frame's common shift for the change to be global (an IR switch, a lamp in view).
+	// frame's tone curve for the change to be global (an IR switch, a lamp in view).
 	illumRatio = 0.5
 	// sampleBlocks is about how many blocks the median and noise estimates look at.
 	sampleBlocks = 1024
 	// noiseSigmas sets the noise floor: the per-block threshold is at least this many
 	// estimated noise standard deviations, so a grainy night image does not trigger.
 	noiseSigmas = 5
+	// flickerSigmas2 is the square of how many standard deviations of its own learnt
+	// flicker a block must change by: swaying leaves and rippling water learn a wide
+	// spread and stop counting.
+	flickerSigmas2 = 9
 	// Sensitivity maps geometrically onto these ends: at 0 a block must change by 40 grey
-	// levels and 1% of the area must change; at 1, 5 grey levels and 0.04%.
+	// levels and a region must cover 1% of the area; at 1, 5 grey levels and 0.04%.
 	diffLeast, diffMost = 40.0, 5.0
 	areaLeast, areaMost = 0.01, 0.0004
 	// minLearnRate keeps the fixed-point background update able to move at all.
 	minLearnRate = 0.001
 	// maxSide bounds frame sides; motion runs on small frames and the block sums are 32-bit.
 	maxSide = 4096
+	// invalid marks a block whose pixels fell outside the frame after the shift
+	// compensation: it is neither compared nor learnt in that frame.
+	invalid = math.MinInt32 / 2
 )
 
 // Options configure a Detector. The zero value watches a 320x180 frame with default
@@ -73,10 +94,10 @@ type Options struct {
 	Stride int
 	// Sensitivity in (0, 1] derives every threshold: higher detects smaller and fainter
 	// motion and never detects less. From 0 to 1 a block's mean must change by 40 down to
-	// 5 grey levels (never less than five times the noise measured in the frame), and 1%
-	// down to 0.04% of the unmasked area must change. Zero selects DefaultSensitivity
-	// (about 14 grey levels and 0.2%); use a small value such as 0.01 for the least
-	// sensitive setting.
+	// 5 grey levels (never less than five times the noise measured in the frame), and a
+	// region must cover 1% down to 0.04% of the unmasked area. Zero selects
+	// DefaultSensitivity (about 14 grey levels and 0.2%); use a small value such as 0.01
+	// for the least sensitive setting.
 	Sensitivity float64
 	// LearnRate in [0.001, 1] is how fast the background follows the scene per frame (0.05
 	// forgets an old background in about 20 frames). Zero selects DefaultLearnRate. Blocks
@@ -95,33 +116,56 @@ type Options struct {
 	MaskPolygons []Polygon
 	// StationaryFrames, zero for the default: see DefaultStationaryFrames.
 	StationaryFrames int
+	// PersistFrames, 1 to 100, zero for the default: see DefaultPersistFrames. 1 reports
+	// a region the first time it is seen (and rain with it).
+	PersistFrames int
+	// MaxShift, 0 to 16 pixels, zero for the default: see DefaultMaxShift. Negative turns
+	// the compensation of camera shake off.
+	MaxShift int
+}
+
+// Region is a moving region of a frame: its bounding box in 0..1 frame coordinates (like
+// a Normalized mask) and its size.
+type Region struct {
+	Rect
+	// Area is the fraction of the unmasked area the region's changed blocks cover.
+	Area float64
+	// Frames is how many consecutive analysis frames the region has been followed for.
+	Frames int
 }
 
 // Result describes one frame. Score and Area are zero on warm-up and illumination frames.
 type Result struct {
-	// Score in [0, 1) grows with the changed area: changed/(changed+needed), counted in
-	// blocks, so it is 0.5 exactly at the area threshold and Score >= 0.5 exactly when
-	// Motion is true.
+	// Score in [0, 1) grows with the size of the largest region that persisted: n/(n+needed),
+	// counted in blocks, so it is 0.5 exactly at the size threshold and Score >= 0.5 exactly
+	// when Motion is true. A region not yet seen for long enough scores below 0.5.
 	Score float64
-	// Area is the fraction of the unmasked blocks that differ from the background.
+	// Area is the fraction of the unmasked area covered by the moving regions.
 	Area float64
-	// Motion is true when enough of the frame changed, after warm-up and outside an
+	// Motion is true when a region big enough persisted, after warm-up and outside an
 	// illumination change.
 	Motion bool
 	// Illumination is true when the frame changed as a whole (lights switched, an IR
 	// day/night switch): it brightened or darkened by 10 grey levels or more, or half of it
-	// changed by that much beyond the common shift. The background was re-learnt from this
-	// frame and no motion is reported.
+	// changed by that much beyond the frame's tone curve. The background was re-learnt from
+	// this frame and no motion is reported.
 	Illumination bool
 	// Warmup is true while the first background is being learnt.
 	Warmup bool
+	// Regions are the moving regions, largest first; nil without motion. The slice belongs
+	// to the Detector and is overwritten by the next Process: copy what you keep.
+	Regions []Region
+	// ShiftX and ShiftY are the shift of the whole picture against the background, in
+	// pixels, that was compensated (camera shake).
+	ShiftX, ShiftY int
 }
 
 // Detector finds motion in a sequence of GRAY8 frames of one size. Frames are split into
 // blocks of BlockSize x BlockSize pixels whose means are compared with a running-average
-// background, after removing the shift common to the whole frame (auto-exposure, a dimmer)
-// and with a threshold raised above the frame's estimated noise. A Detector is not safe for
-// concurrent use.
+// background, after aligning the frame with the background (shake), removing the frame's
+// global tone change (exposure, dawn, clipping) and with a threshold raised above the
+// frame's estimated noise and each block's learnt flicker. Changed blocks are grouped into
+// regions that are followed from frame to frame. A Detector is not safe for concurrent use.
 type Detector struct {
 	w, h, stride int
 	frameLen     int
@@ -130,7 +174,9 @@ type Detector struct {
 	diff16    int32 // per-block difference threshold, 1/16 grey level
 	minArea   float64
 	unmasked  int // blocks no mask touches
-	minBlocks int // changed blocks needed for motion
+	minBlocks int // blocks a region needs for motion
+	persist   int32
+	maxShift  int
 	// illumSamples sampled blocks beyond illumDiff make an illumination change.
 	illumSamples int
 	// rate and fgRate are learn rates in 1/65536: difference·rate and fraction·rate
@@ -140,8 +186,9 @@ type Detector struct {
 
 	// Per-block state, row by row. Masked blocks are computed too (it is cheaper than
 	// skipping them) but never counted: runs lists the unmasked stretches of blocks.
-	res  []int32 // difference from the background, 1/16 grey level
+	res  []int32 // difference from the background, 1/16 grey level (or invalid)
 	bg   []int32 // background mean, 1/16 grey level << bgFrac
+	vari []int32 // learnt variance of the residual, (1/16 grey level)² >> varShift
 	runs []span
 	// prev is each block's mean in the previous frame (1/16 grey level), still how many
 	// frames in a row it has differed from the background without changing itself.
@@ -154,12 +201,20 @@ type Detector struct {
 	// over the frame.
 	sample []int32
 	hist   []uint32 // 2*histHalf+1 bins of differences, reused for their magnitudes
+	tone   toneCurve
+
+	stab   stabilizer
+	blobs  blobs
+	tracks tracker
 
 	frames int // frames learnt since Reset, up to warmup
 }
 
 // span is a stretch [from, to) of block indices.
 type span struct{ from, to int32 }
+
+// varShift scales the stored variance so that it fits 32 bits.
+const varShift = 2
 
 // NewDetector returns a Detector for frames described by o, or an error that says which
 // option is wrong.
@@ -201,6 +256,20 @@ func NewDetector(o Options) (*Detector, error) {
 	if o.WarmupFrames < 1 {
 		return nil, fmt.Errorf("motion: warm-up of %d frames is out of range: use 1 or more (0 means %d)", o.WarmupFrames, DefaultWarmupFrames)
 	}
+	if o.PersistFrames == 0 {
+		o.PersistFrames = DefaultPersistFrames
+	}
+	if o.PersistFrames < 1 || o.PersistFrames > 100 {
+		return nil, fmt.Errorf("motion: %d persist frames is out of range: use 1 to 100 (0 means %d)", o.PersistFrames, DefaultPersistFrames)
+	}
+	switch {
+	case o.MaxShift == 0:
+		o.MaxShift = DefaultMaxShift
+	case o.MaxShift < 0:
+		o.MaxShift = 0
+	case o.MaxShift > 16:
+		return nil, fmt.Errorf("motion: max shift %d is out of range: use 0 to 16 pixels (0 means %d, negative turns shake compensation off)", o.MaxShift, DefaultMaxShift)
+	}
 
 	d := &Detector{
 		w: o.Width, h: o.Height, stride: o.Stride,
@@ -208,6 +277,8 @@ func NewDetector(o Options) (*Detector, error) {
 		bw:       (o.Width + blk - 1) / blk,
 		bh:       (o.Height + blk - 1) / blk,
 		warmup:   o.WarmupFrames,
+		persist:  int32(o.PersistFrames),
+		maxShift: o.MaxShift,
 	}
 	masked, err := blockMask(o, d.bw, d.bh)
 	if err != nil {
@@ -242,12 +313,17 @@ func NewDetector(o Options) (*Detector, error) {
 			n++
 		}
 	}
-	d.res = make([]int32, len(masked))
-	d.bg = make([]int32, len(masked))
-	d.prev = make([]int32, len(masked))
-	d.still = make([]uint16, len(masked))
+	nb := len(masked)
+	d.res = make([]int32, nb)
+	d.bg = make([]int32, nb)
+	d.vari = make([]int32, nb)
+	d.prev = make([]int32, nb)
+	d.still = make([]uint16, nb)
 	d.stationary = uint16(o.StationaryFrames)
 	d.hist = make([]uint32, 2*histHalf+1)
+	d.stab = newStabilizer(d.w, d.h)
+	d.blobs = newBlobs(d.bw, d.bh)
+	d.tracks = newTracker(nb)
 
 	s := o.Sensitivity
 	d.diff16 = int32(math.Round(diffLeast * math.Pow(diffMost/diffLeast, s) * unit))
@@ -261,7 +337,7 @@ func NewDetector(o Options) (*Detector, error) {
 
 // Thresholds returns what Sensitivity derived: the change of a block's mean, in grey levels,
 // that counts as changed (before the noise floor raises it), and the fraction of the
-// unmasked area that must change for motion.
+// unmasked area a region must cover for motion.
 func (d *Detector) Thresholds() (diff, area float64) {
 	return float64(d.diff16) / unit, d.minArea
 }
@@ -280,58 +356,97 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 		return Result{}, fmt.Errorf("motion: frame has %d bytes, want %d (%dx%d GRAY8, stride %d): check the size of the frames sent to the detector",
 			len(frame), d.frameLen, d.w, d.h, d.stride)
 	}
-	d.differences(frame)
+	// Align the frame with the background: the shift of the whole picture is measured on
+	// row and column projections and the blocks are read at that offset.
+	sx, sy := 0, 0
+	if d.maxShift > 0 {
+		d.stab.project(frame, d.stride)
+		if d.frames == 0 {
+			d.stab.setReference()
+		} else {
+			sx, sy = d.stab.estimate(d.maxShift)
+		}
+	}
+	d.differences(frame, sx, sy)
 	if d.frames < d.warmup {
 		d.rememberFrame(0)
 		d.learnWarmup()
 		return Result{Warmup: true}, nil
 	}
 
-	// The median difference is the shift common to the whole frame (auto-exposure, a
-	// dimmer); motion is measured beyond it. The median absolute deviation around it
-	// estimates the noise without being fooled by a moving object. Both come from
-	// histograms of the sample: exact enough, cheap, no sort and no allocation.
-	res, bg := d.res, d.bg
-	clear(d.hist)
-	for _, k := range d.sample {
-		d.hist[min(max(res[k], -histHalf), histHalf)+histHalf]++
-	}
-	shift := int32(median(d.hist, len(d.sample))) - histHalf
-	clear(d.hist)
-	beyond := 0
-	for _, k := range d.sample {
-		r := abs(res[k] - shift)
-		if r >= illumDiff*unit {
-			beyond++
-		}
-		d.hist[min(r, histHalf)]++
-	}
+	// The frame's tone curve (the median difference per background brightness) is the
+	// change common to the whole frame (auto-exposure, dawn, clipped highlights); motion is
+	// measured beyond it. The median absolute deviation around it estimates the noise
+	// without being fooled by a moving object.
+	shift, beyond, mad := d.tone.fit(d)
 	if shift >= illumDiff*unit || shift <= -illumDiff*unit || beyond >= d.illumSamples {
 		// Most of the frame changed at once: re-learn the background from this frame.
 		d.rememberFrame(0)
+		res, bg := d.res, d.bg
 		for k, r := range res {
-			bg[k] = (r + bg[k]>>bgFrac) << bgFrac
+			if r != invalid {
+				bg[k] = (r + bg[k]>>bgFrac) << bgFrac
+			}
 		}
-		return Result{Illumination: true}, nil
+		if d.maxShift > 0 {
+			d.stab.update(sx, sy, true)
+		}
+		d.tracks.clear()
+		return Result{Illumination: true, ShiftX: sx, ShiftY: sy}, nil
 	}
-	mad := int32(median(d.hist, len(d.sample)))
 	// σ ≈ 1.4826·MAD; the floor is capped so that strong motion shows through any noise.
 	floor := min(mad*noiseSigmas*14826/10000, diffLeast*unit)
 	thr := max(d.diff16, floor)
 
-	changed := 0
+	d.classify(shift, thr)
+	d.blobs.findRegions(d)
+	need, best, moving := d.tracks.follow(&d.blobs, d.minBlocks, d.persist)
+	d.learn()
+	if d.maxShift > 0 {
+		d.stab.update(sx, sy, false)
+	}
+	d.prevShift = shift
+
+	r := Result{ShiftX: sx, ShiftY: sy}
+	if best > 0 {
+		r.Score = float64(best) / float64(best+need)
+	}
+	if moving > 0 {
+		r.Motion = true
+		d.regionsOut()
+		r.Regions = d.tracks.out
+		r.Area = float64(moving) / float64(d.unmasked)
+	} else {
+		r.Score = min(r.Score, 0.49)
+	}
+	return r, nil
+}
+
+// classify marks the blocks that changed beyond the tone curve, the noise floor and their
+// own flicker, and absorbs stationary changes into the background.
+func (d *Detector) classify(shift, thr int32) {
+	res, bg, vari := d.res, d.bg, d.vari
+	changed := d.blobs.changed
+	lut := &d.tone.lut
 	dShift := shift - d.prevShift
+	strong := 2 * thr
 	for _, sp := range d.runs {
 		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
 		bs = bs[:len(rs)]
+		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
+		vs, cs = vs[:len(rs)], cs[:len(rs)]
 		ps, st := d.prev[sp.from:sp.to], d.still[sp.from:sp.to]
 		ps, st = ps[:len(rs)], st[:len(rs)]
 		for k, raw := range rs {
-			b := bs[k]
-			cur := raw + b>>bgFrac
-			r := abs(raw - shift)
-			rate := d.rate
-			if r > thr {
+			if raw == invalid {
+				cs[k] = 0
+				continue
+			}
+			bv := bs[k] >> bgFrac
+			cur := raw + bv
+			e := raw - lut[min(max(bv, 0), 255*unit)>>4]
+			ae := abs(e)
+			if ae > thr && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
 				// Changed from the background: motion, unless the block has kept still for
 				// long enough to be something that arrived or left and stayed so.
 				if abs(cur-ps[k]-dShift) > thr {
@@ -339,49 +454,116 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 				} else if st[k] < d.stationary {
 					st[k]++
 				}
+				ps[k] = cur
 				if st[k] >= d.stationary {
 					bs[k] = cur << bgFrac // absorb it into the background at once
-					ps[k] = cur
+					cs[k] = 0
 					continue
 				}
-				changed++
-				rate = d.fgRate
-			} else {
-				st[k] = 0
+				cs[k] = 1
+				if ae >= strong {
+					cs[k] = 2
+				}
+				continue
 			}
+			st[k] = 0
 			ps[k] = cur
+			cs[k] = 0
+		}
+	}
+}
+
+// learn updates the background and the flicker of every block: at the full rate where
+// nothing changed or a region was only re-lit, four times slower where something changed,
+// and the flicker not at all inside moving regions.
+func (d *Detector) learn() {
+	res, bg, vari := d.res, d.bg, d.vari
+	changed, label := d.blobs.changed, d.blobs.label
+	lut := &d.tone.lut
+	kind := d.blobs.kind
+	for _, sp := range d.runs {
+		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
+		bs = bs[:len(rs)]
+		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
+		vs, cs = vs[:len(rs)], cs[:len(rs)]
+		ls := label[sp.from:sp.to]
+		ls = ls[:len(rs)]
+		for k, raw := range rs {
+			if raw == invalid {
+				continue
+			}
+			b := bs[k]
+			rate := d.rate
+			learnVar := true
+			if cs[k] != 0 {
+				switch kind[ls[k]] {
+				case kindLight:
+				case kindMoving:
+					rate, learnVar = d.fgRate, false
+				default:
+					rate = d.fgRate
+				}
+			}
+			if learnVar {
+				e := int64(raw - lut[min(max(b>>bgFrac, 0), 255*unit)>>4])
+				v := int64(vs[k])
+				v += ((e*e>>varShift - v) * int64(rate)) >> 16
+				vs[k] = int32(min(v, math.MaxInt32))
+			}
 			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
 			bs[k] = b + (raw*rate)>>(16-bgFrac) - ((b&fracMask)*rate)>>16
 		}
 	}
-	d.prevShift = shift
-	return Result{
-		Area:   float64(changed) / float64(d.unmasked),
-		Score:  float64(changed) / float64(changed+d.minBlocks),
-		Motion: changed >= d.minBlocks,
-	}, nil
+}
+
+// regionsOut converts the moving regions' boxes from blocks to 0..1 frame coordinates.
+func (d *Detector) regionsOut() {
+	t := &d.tracks
+	for i := range t.out {
+		b := t.outBox[i]
+		x0 := float64(b[0]*blk) / float64(d.w)
+		y0 := float64(b[1]*blk) / float64(d.h)
+		x1 := min(float64(b[2]*blk)/float64(d.w), 1)
+		y1 := min(float64(b[3]*blk)/float64(d.h), 1)
+		t.out[i].Rect = Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
+		t.out[i].Area = float64(t.outN[i]) / float64(d.unmasked)
+	}
 }
 
 // rememberFrame records the current block means as the previous frame's and forgets
 // stillness (after warm-up frames and re-learnt illumination changes).
 func (d *Detector) rememberFrame(shift int32) {
 	for k, r := range d.res {
-		d.prev[k] = r + d.bg[k]>>bgFrac
+		if r != invalid {
+			d.prev[k] = r + d.bg[k]>>bgFrac
+		}
 	}
 	clear(d.still)
 	d.prevShift = shift
 }
 
-// learnWarmup averages the warm-up frames into the background with equal weights.
+// learnWarmup averages the warm-up frames into the background with equal weights, and
+// their spread into the flicker.
 func (d *Detector) learnWarmup() {
 	n := int32(d.frames)
 	for k, r := range d.res {
+		if r == invalid {
+			continue
+		}
 		cur := (r + d.bg[k]>>bgFrac) << bgFrac
 		if n == 0 {
 			d.bg[k] = cur
+			d.vari[k] = 0
 			continue
 		}
-		d.bg[k] += (cur - d.bg[k]) / (n + 1)
+		old := d.bg[k]
+		d.bg[k] += (cur - old) / (n + 1)
+		// Welford: (x − old mean)(x − new mean) over the frames so far.
+		e := int64((cur-old)>>bgFrac) * int64((cur-d.bg[k])>>bgFrac) >> varShift
+		d.vari[k] += int32((e - int64(d.vari[k])) / int64(n+1))
+	}
+	if d.maxShift > 0 && n > 0 {
+		d.stab.update(d.stab.sx, d.stab.sy, false)
 	}
 	d.frames++
 }
@@ -412,90 +594,4 @@ func gcd(a, b int) int {
 		a, b = b, a%b
 	}
 	return a
-}
-
-// Masks for the SWAR block sums: bytes into 16-bit lanes, 16-bit lanes into 32-bit lanes.
-const (
-	lanes8  = 0x00ff00ff00ff00ff
-	lanes16 = 0x0000ffff0000ffff
-)
-
-// differences sets d.res to every block's mean minus its background. Full rows of blocks
-// go through blockRow; the right and bottom edges, when the size is not a multiple of the
-// block, go pixel by pixel.
-func (d *Detector) differences(frame []byte) {
-	w, h, stride, bw := d.w, d.h, d.stride, d.bw
-	wide := w &^ 7
-	for by := range d.bh {
-		y0 := by * blk
-		res := d.res[by*bw : by*bw+bw]
-		bg := d.bg[by*bw : by*bw+bw]
-		bg = bg[:len(res)]
-		if y0+blk > h {
-			d.edgeRow(frame, y0, res, bg)
-			continue
-		}
-		o := y0 * stride
-		r0 := frame[o : o+w]
-		r1 := frame[o+stride : o+stride+w]
-		r2 := frame[o+2*stride : o+2*stride+w]
-		r3 := frame[o+3*stride : o+3*stride+w]
-		blockRow(res[:wide/blk], bg[:wide/blk], r0[:wide], r1[:wide], r2[:wide], r3[:wide])
-		for j := wide / blk; j < bw; j++ {
-			x0, x1 := j*blk, min(j*blk+blk, w)
-			var sum int32
-			for x := x0; x < x1; x++ {
-				sum += int32(r0[x]) + int32(r1[x]) + int32(r2[x]) + int32(r3[x])
-			}
-			res[j] = sum*unit/int32((x1-x0)*blk) - bg[j]>>bgFrac
-		}
-	}
-}
-
-// blockRow sets res to the differences from bg of the blocks in four rows of pixels, eight
-// pixels (two blocks) at a time in 64-bit words; the rows are a multiple of 8 pixels long
-// and res a quarter of that. It is a function of its own so that the compiler keeps its
-// few variables in registers.
-func blockRow(res, bg []int32, r0, r1, r2, r3 []byte) {
-	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
-	res = res[:n/blk]
-	bg = bg[:len(res)]
-	for x := 0; x+8 <= n; x += 8 {
-		// Each 16-bit lane sums two neighbouring pixels of four rows: at most 2040.
-		acc := pairs(load64(r0[x:x+8])) + pairs(load64(r1[x:x+8])) +
-			pairs(load64(r2[x:x+8])) + pairs(load64(r3[x:x+8]))
-		acc = acc&lanes16 + acc>>16&lanes16
-		j := x >> 2 // x / blk, without the sign fix-up of a signed division
-		// A full block's sum is its mean in 1/16 grey level.
-		res[j] = int32(uint32(acc)) - bg[j]>>bgFrac
-		res[j+1] = int32(acc>>32) - bg[j+1]>>bgFrac
-	}
-}
-
-// edgeRow handles a bottom row of blocks shorter than a block.
-func (d *Detector) edgeRow(frame []byte, y0 int, res, bg []int32) {
-	rows := d.h - y0
-	for j := range res {
-		x0, x1 := j*blk, min(j*blk+blk, d.w)
-		var sum int32
-		for y := y0; y < d.h; y++ {
-			for _, p := range frame[y*d.stride+x0 : y*d.stride+x1] {
-				sum += int32(p)
-			}
-		}
-		res[j] = sum*unit/int32((x1-x0)*rows) - bg[j]>>bgFrac
-	}
-}
-
-// pairs adds neighbouring bytes of v into four 16-bit lanes.
-func pairs(v uint64) uint64 {
-	return v&lanes8 + v>>8&lanes8
-}
-
-// load64 reads 8 bytes little-endian; the compiler turns it into one load.
-func load64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }

@@ -46,14 +46,14 @@ func ExampleDetector() {
 		d.Process(scene(0, -1, 0)) // learn the empty scene
 	}
 	show("empty", scene(0, -1, 0))
-	show("square", scene(0, 100, 100))
+	show("square", scene(0, 100, 100)) // seen once: not motion yet (rain is seen once too)
 	show("square moved", scene(0, 130, 100))
 	show("in the mask", scene(0, 10, 0))
 	show("lights on", scene(60, -1, 0))
 	show("lit, empty", scene(60, -1, 0))
 	// Output:
 	// empty        warmup=false motion=false illumination=false area=0.0000 score=0.00
-	// square       warmup=false motion=true  illumination=false area=0.0107 score=0.84
+	// square       warmup=false motion=false illumination=false area=0.0000 score=0.49
 	// square moved warmup=false motion=true  illumination=false area=0.0124 score=0.86
 	// in the mask  warmup=false motion=false illumination=false area=0.0000 score=0.00
 	// lights on    warmup=false motion=false illumination=true  area=0.0000 score=0.00

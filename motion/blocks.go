@@ -1,0 +1,115 @@
+package motion
+
+// Masks for the SWAR block sums: bytes into 16-bit lanes, 16-bit lanes into 32-bit lanes.
+const (
+	lanes8  = 0x00ff00ff00ff00ff
+	lanes16 = 0x0000ffff0000ffff
+)
+
+// differences sets d.res to every block's mean minus its background, reading the frame
+// sx, sy pixels from the block's place (the compensated camera shift). Blocks whose pixels
+// would fall outside the frame are set to invalid. Full rows of blocks go through
+// blockRow; without a shift, the right and bottom edges, when the size is not a multiple
+// of the block, go pixel by pixel.
+func (d *Detector) differences(frame []byte, sx, sy int) {
+	w, h, stride, bw := d.w, d.h, d.stride, d.bw
+	// Blocks j0 <= j < j1 lie wholly inside the frame at the offset.
+	j0 := 0
+	if sx < 0 {
+		j0 = (-sx + blk - 1) / blk
+	}
+	j1 := (w - sx) / blk
+	pairsEnd := j0 + (j1-j0)&^1
+	for by := range d.bh {
+		y0 := by*blk + sy
+		res := d.res[by*bw : by*bw+bw]
+		bg := d.bg[by*bw : by*bw+bw]
+		bg = bg[:len(res)]
+		if y0 < 0 || y0+blk > h {
+			if sy == 0 {
+				d.edgeRow(frame, y0, res, bg)
+			} else {
+				for j := range res {
+					res[j] = invalid
+				}
+			}
+			continue
+		}
+		o := y0 * stride
+		r0 := frame[o : o+w]
+		r1 := frame[o+stride : o+stride+w]
+		r2 := frame[o+2*stride : o+2*stride+w]
+		r3 := frame[o+3*stride : o+3*stride+w]
+		for j := 0; j < j0; j++ {
+			res[j] = invalid
+		}
+		p0, p1 := j0*blk+sx, pairsEnd*blk+sx
+		blockRow(res[j0:pairsEnd], bg[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+		for j := pairsEnd; j < bw; j++ {
+			x0, x1 := j*blk+sx, min(j*blk+blk+sx, w)
+			if j >= j1 && (sx != 0 || x0 >= x1) {
+				res[j] = invalid
+				continue
+			}
+			var sum int32
+			for x := x0; x < x1; x++ {
+				sum += int32(r0[x]) + int32(r1[x]) + int32(r2[x]) + int32(r3[x])
+			}
+			res[j] = sum*unit/int32((x1-x0)*blk) - bg[j]>>bgFrac
+		}
+	}
+}
+
+// blockRow sets res to the differences from bg of the blocks in four rows of pixels, eight
+// pixels (two blocks) at a time in 64-bit words; the rows are a multiple of 8 pixels long
+// and res a quarter of that. It is a function of its own so that the compiler keeps its
+// few variables in registers.
+func blockRow(res, bg []int32, r0, r1, r2, r3 []byte) {
+	n := len(r0)
+	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
+	res = res[:n/blk]
+	bg = bg[:len(res)]
+	for x := 0; x+8 <= n; x += 8 {
+		// Each 16-bit lane sums two neighbouring pixels of four rows: at most 2040.
+		acc := pairs(load64(r0[x:x+8])) + pairs(load64(r1[x:x+8])) +
+			pairs(load64(r2[x:x+8])) + pairs(load64(r3[x:x+8]))
+		acc = acc&lanes16 + acc>>16&lanes16
+		j := x >> 2 // x / blk, without the sign fix-up of a signed division
+		// A full block's sum is its mean in 1/16 grey level.
+		res[j] = int32(uint32(acc)) - bg[j]>>bgFrac
+		res[j+1] = int32(acc>>32) - bg[j+1]>>bgFrac
+	}
+}
+
+// edgeRow handles a bottom row of blocks shorter than a block (without a shift).
+func (d *Detector) edgeRow(frame []byte, y0 int, res, bg []int32) {
+	rows := d.h - y0
+	if rows <= 0 {
+		for j := range res {
+			res[j] = invalid
+		}
+		return
+	}
+	for j := range res {
+		x0, x1 := j*blk, min(j*blk+blk, d.w)
+		var sum int32
+		for y := y0; y < d.h; y++ {
+			for _, p := range frame[y*d.stride+x0 : y*d.stride+x1] {
+				sum += int32(p)
+			}
+		}
+		res[j] = sum*unit/int32((x1-x0)*rows) - bg[j]>>bgFrac
+	}
+}
+
+// pairs adds neighbouring bytes of v into four 16-bit lanes.
+func pairs(v uint64) uint64 {
+	return v&lanes8 + v>>8&lanes8
+}
+
+// load64 reads 8 bytes little-endian; the compiler turns it into one load.
+func load64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}

@@ -1,0 +1,157 @@
+package motion
+
+// stabilizer measures how far the whole picture moved against the background (a camera on
+// a pole in the wind, vibration): it compares the gradients of the frame's column and row
+// sums with those of a reference taken in the background's position, within a few pixels.
+// Gradients of projections ignore a brightness offset and average out sensor noise and
+// small moving objects.
+type stabilizer struct {
+	w, h int
+	// acc sums pixels per column in 16-bit lanes, flushed into col every flushRows rows.
+	acc      []uint64
+	col, row []int32 // projections of the current frame
+	// gc, gr are the current gradients, rc, rr the reference's (background position).
+	gc, gr, rc, rr []int32
+	sx, sy         int // the last estimate
+}
+
+// flushRows rows of 255 fit a 16-bit lane.
+const flushRows = 256
+
+func newStabilizer(w, h int) stabilizer {
+	return stabilizer{
+		w: w, h: h,
+		acc: make([]uint64, (w/8)*2),
+		col: make([]int32, w), row: make([]int32, h),
+		gc: make([]int32, w-1), gr: make([]int32, h-1),
+		rc: make([]int32, w-1), rr: make([]int32, h-1),
+	}
+}
+
+// project computes the column and row sums of frame and their gradients.
+func (s *stabilizer) project(frame []byte, stride int) {
+	w, h := s.w, s.h
+	wide := w &^ 7
+	acc := s.acc[:wide/4]
+	clear(acc)
+	clear(s.col)
+	for y := range h {
+		line := frame[y*stride : y*stride+w]
+		var rs, total uint64
+		for x, i := 0, 0; x+8 <= wide; x, i = x+8, i+2 {
+			v := load64(line[x : x+8])
+			e, o := v&lanes8, v>>8&lanes8
+			acc[i] += e
+			acc[i+1] += o
+			rs += e + o
+			if x&0x3f8 == 0x3f8 { // keep the row lanes within 16 bits on wide frames
+				total += fold(rs)
+				rs = 0
+			}
+		}
+		sum := int32(total + fold(rs))
+		for x := wide; x < w; x++ {
+			sum += int32(line[x])
+			s.col[x] += int32(line[x])
+		}
+		s.row[y] = sum
+		if y%flushRows == flushRows-1 || y == h-1 {
+			s.flush(acc)
+		}
+	}
+	for x := range s.gc {
+		s.gc[x] = s.col[x+1] - s.col[x]
+	}
+	for y := range s.gr {
+		s.gr[y] = s.row[y+1] - s.row[y]
+	}
+}
+
+// fold adds the four 16-bit lanes of v.
+func fold(v uint64) uint64 {
+	v = v&lanes16 + v>>16&lanes16
+	return v&0xffffffff + v>>32
+}
+
+// flush moves the column lanes into col and clears them.
+func (s *stabilizer) flush(acc []uint64) {
+	for i := 0; i < len(acc); i += 2 {
+		e, o := acc[i], acc[i+1]
+		x := i * 4
+		col := s.col[x : x+8]
+		col[0] += int32(e & 0xffff)
+		col[1] += int32(o & 0xffff)
+		col[2] += int32(e >> 16 & 0xffff)
+		col[3] += int32(o >> 16 & 0xffff)
+		col[4] += int32(e >> 32 & 0xffff)
+		col[5] += int32(o >> 32 & 0xffff)
+		col[6] += int32(e >> 48)
+		col[7] += int32(o >> 48)
+	}
+	clear(acc)
+}
+
+// setReference makes the current frame the background's position.
+func (s *stabilizer) setReference() {
+	copy(s.rc, s.gc)
+	copy(s.rr, s.gr)
+	s.sx, s.sy = 0, 0
+}
+
+// estimate returns the shift of the current frame against the reference, each way within
+// ±r pixels: content at x in the reference is at x+sx in the frame.
+func (s *stabilizer) estimate(r int) (sx, sy int) {
+	s.sx = bestShift(s.gc, s.rc, r)
+	s.sy = bestShift(s.gr, s.rr, r)
+	return s.sx, s.sy
+}
+
+// update moves the reference towards the current frame aligned by (sx, sy): fully after
+// an illumination change, slowly otherwise, so that it follows a changing scene.
+func (s *stabilizer) update(sx, sy int, full bool) {
+	shiftToward(s.rc, s.gc, sx, full)
+	shiftToward(s.rr, s.gr, sy, full)
+}
+
+func shiftToward(ref, cur []int32, sh int, full bool) {
+	n := len(ref)
+	for x := max(0, -sh); x < min(n, n-sh); x++ {
+		if full {
+			ref[x] = cur[x+sh]
+		} else {
+			ref[x] += (cur[x+sh] - ref[x]) >> 4
+		}
+	}
+}
+
+// bestShift returns the s in [-r, r] for which cur[x+s] matches ref[x] best (least sum of
+// absolute differences over the middle), or 0 unless it matches clearly better than 0.
+func bestShift(cur, ref []int32, r int) int {
+	n := len(ref)
+	if n < 4*r+8 {
+		return 0
+	}
+	best, bestSAD, sad0 := 0, int64(-1), int64(0)
+	for s := -r; s <= r; s++ {
+		c := cur[r+s : n-r+s]
+		rf := ref[r : n-r]
+		rf = rf[:len(c)]
+		var sad int64
+		for i, v := range c {
+			d := v - rf[i]
+			m := d >> 31
+			sad += int64((d ^ m) - m)
+		}
+		if s == 0 {
+			sad0 = sad
+		}
+		if bestSAD < 0 || sad < bestSAD {
+			best, bestSAD = s, sad
+		}
+	}
+	// Noise and a moving object move the minimum a little on a still camera.
+	if best != 0 && bestSAD*8 > sad0*7 {
+		return 0
+	}
+	return best
+}
