@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/edgecam/edgecam/internal/clock"
 )
 
 // ConnectError says why no connection came up and what to check.
@@ -38,6 +39,7 @@ func (e *ConnectError) Unwrap() error { return e.Cause }
 func explain(endpoint, clientID string, timeout time.Duration, err error) error {
 	ce := &ConnectError{Endpoint: endpoint, Cause: err}
 	var (
+		wrongTime *clock.WrongError
 		connack   *autopaho.ConnackError
 		unknownCA x509.UnknownAuthorityError
 		hostErr   x509.HostnameError
@@ -48,6 +50,13 @@ func explain(endpoint, clientID string, timeout time.Duration, err error) error 
 	case err == nil:
 		ce.Cause = fmt.Errorf("no connection within %s", timeout)
 		ce.Hint = "check iot.endpoint and that the network reaches it"
+		ce.Temporary = true
+	case errors.As(err, &wrongTime):
+		ce.Hint = "no TLS until the clock is set: the certificates cannot be checked against a wrong time"
+		ce.Temporary = true
+	case clock.CertificateTimeHint(err, time.Now()) != "":
+		// A certificate "expired or not yet valid" on a device is nearly always its clock.
+		ce.Hint = "the endpoint's server " + clock.CertificateTimeHint(err, time.Now())[len("the "):]
 		ce.Temporary = true
 	case errors.As(err, &connack):
 		ce.Hint = fmt.Sprintf("the broker refused the session (reason 0x%02x): check that the certificate is ACTIVE and its policy allows iot:Connect for client ID %q",

@@ -1,6 +1,8 @@
 // Package iot is edgecam's MQTT 5 connection to AWS IoT Core (or localcloud): TLS with a
 // client certificate, ALPN x-amzn-mqtt-ca on port 443, reconnection with jittered back-off,
-// subscriptions restored after a reconnect, and connection errors explained for the user.
+// subscriptions restored after a reconnect, a persistent queue of QoS 1 publishes that
+// outlives outages and restarts, no TLS while the clock cannot be right, and connection
+// errors explained for the user.
 package iot
 
 import (
@@ -18,6 +20,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/edgecam/edgecam/internal/backoff"
+	"github.com/edgecam/edgecam/internal/clock"
 	"go.uber.org/zap"
 )
 
@@ -43,7 +46,14 @@ type Options struct {
 	// Will, when set, is published by the broker if the connection drops without a clean
 	// disconnect (AWS IoT Core supports last-will messages, QoS 0 or 1).
 	Will *Message
-	Log  *zap.Logger
+	// Queue, when set, is delivered over this connection: its messages are sent in order,
+	// each removed once the broker acknowledged it (see Queue).
+	Queue *Queue
+	// Clock is the clock TLS and the plausibility check read (default the system's). No
+	// TLS handshake is tried while it reads a time before this build or well before the
+	// certificate was issued: certificates cannot be checked, and the error says so.
+	Clock clock.Clock
+	Log   *zap.Logger
 }
 
 // Message is a received PUBLISH.
@@ -58,6 +68,8 @@ type Conn struct {
 	log  *zap.Logger
 	cm   *autopaho.ConnectionManager
 	stop context.CancelFunc
+	// queueDone is closed when the queue's delivery ends (nil without a queue).
+	queueDone chan struct{}
 
 	mu       sync.Mutex
 	filters  map[string]byte // subscriptions to restore after a reconnect
@@ -106,11 +118,16 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real
+	}
 	tlsCfg := &tls.Config{
 		RootCAs:      opts.RootCAs,
 		Certificates: []tls.Certificate{opts.Certificate},
 		MinVersion:   tls.VersionTLS12,
+		Time:         opts.Clock.Now,
 	}
+	floors := clockFloors(opts.Certificate)
 	if u.Port() == "443" {
 		tlsCfg.NextProtos = []string{ALPN}
 	}
@@ -156,6 +173,13 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 			}
 		},
 		WillMessage: will(opts.Will),
+		// Called before each attempt: no TLS while the clock cannot be right.
+		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
+			if err := clock.Plausible(opts.Clock.Now(), floors...); err != nil {
+				return nil, err
+			}
+			return cp, nil
+		},
 		ClientConfig: paho.ClientConfig{
 			ClientID: opts.ClientID,
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
@@ -191,7 +215,31 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 		}
 		return nil, explain(u.Host, opts.ClientID, opts.ConnectTimeout, last)
 	}
+	if opts.Queue != nil {
+		c.queueDone = make(chan struct{})
+		go func() {
+			defer close(c.queueDone)
+			c.deliverQueue(runCtx, opts.Queue)
+		}()
+	}
 	return c, nil
+}
+
+// certificateSlack is how far before its certificate's NotBefore the clock may read and
+// still be believed: issuers back-date certificates a little, and clocks drift.
+const certificateSlack = 24 * time.Hour
+
+// clockFloors are the times the clock must have passed: a day before the device's
+// certificate was issued (it exists, so that time has come).
+func clockFloors(cert tls.Certificate) []clock.Instant {
+	leaf := cert.Leaf
+	if leaf == nil && len(cert.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	}
+	if leaf == nil {
+		return nil
+	}
+	return []clock.Instant{{At: leaf.NotBefore.Add(-certificateSlack), What: "a day before the device certificate was issued"}}
 }
 
 func will(m *Message) *paho.WillMessage {
@@ -305,13 +353,20 @@ func (c *Conn) Connected() bool {
 	return c.up
 }
 
-// Close disconnects cleanly and stops reconnecting.
+// Close disconnects cleanly and stops reconnecting (and delivering the queue: what is left
+// in it goes out on the next connection).
 func (c *Conn) Close(ctx context.Context) error {
 	err := c.cm.Disconnect(ctx)
 	c.stop()
 	select {
 	case <-c.cm.Done():
 	case <-ctx.Done():
+	}
+	if c.queueDone != nil {
+		select {
+		case <-c.queueDone:
+		case <-ctx.Done():
+		}
 	}
 	if errors.Is(err, autopaho.ConnectionDownError) {
 		return nil
