@@ -285,9 +285,15 @@ func SegmentDescription(dir string, segment time.Duration, format string) (strin
 		appsrcH264, SegmentMux, segment.Nanoseconds(), muxer, quote(dir+"/segment-%05d."+format)), nil
 }
 
+// RecorderQueueBytes bounds what a recording pipeline's appsrc holds (about 4 s at 2 Mbit/s).
+// Once it is full, Push blocks: the recorder's hub subscription backs up instead, and the
+// hub's policy for a subscriber that falls behind (drop to the next keyframe, counted)
+// bounds the rest. A stalled card or sink never grows memory.
+const RecorderQueueBytes = 1 << 20
+
 // appsrcH264 feeds a recording pipeline from the Hub.
-const appsrcH264 = "appsrc name=" + RecorderSrc + " format=time is-live=true do-timestamp=false " +
-	"caps=video/x-h264,stream-format=byte-stream,alignment=au"
+var appsrcH264 = "appsrc name=" + RecorderSrc + " format=time is-live=true do-timestamp=false " +
+	"block=true max-bytes=" + fmt.Sprint(RecorderQueueBytes) + " caps=video/x-h264,stream-format=byte-stream,alignment=au"
 
 func fileExists(p string) bool {
 	_, err := os.Stat(p)

@@ -50,93 +50,6 @@ func RecordLoop(ctx context.Context, rec Recorder, sub *Subscription, subscribe 
 	}
 }
 
-// feeder pushes a subscription into an appsrc pipeline and finalises it on stop.
-type feeder struct {
-	name  string
-	desc  string
-	log   *zap.Logger
-	drain time.Duration
-	// setup prepares the pipeline before it plays (signals, properties).
-	setup func(*gst.Pipeline) error
-	// onKeyframe learns each keyframe's pipeline timestamp and wall time.
-	onKeyframe func(pts time.Duration, wall time.Time)
-	// allow, when set, says whether units may be written now (false: dropped; writing
-	// resumes on a keyframe).
-	allow func() bool
-}
-
-// record runs one pipeline for the subscription. The subscription's first unit must be a
-// keyframe (the Hub guarantees it).
-func (f *feeder) record(ctx context.Context, sub *Subscription) error {
-	defer sub.Close()
-	p, err := gst.Parse(f.desc, gst.Options{Name: f.name, Log: f.log})
-	if err != nil {
-		return err
-	}
-	src, err := p.AppSrc(RecorderSrc)
-	if err != nil {
-		return err
-	}
-	if f.setup != nil {
-		if err := f.setup(p); err != nil {
-			return err
-		}
-	}
-	// The pipeline outlives ctx: it ends with the end-of-stream that the feeder pushes
-	// last, which makes the muxer finalise its file, or when the drain time is up.
-	runCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
-	feedCtx, stopFeed := context.WithCancel(ctx)
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		f.feed(feedCtx, sub, src)
-		_ = src.EndOfStream()
-		time.AfterFunc(f.drain, abort)
-	}()
-	err = p.Run(runCtx)
-	stopFeed()
-	<-fed
-	switch {
-	case errors.Is(err, gst.ErrEOS):
-		return nil
-	case err == nil:
-		return fmt.Errorf("%s did not finish within %s: the last part may be incomplete", f.name, f.drain)
-	}
-	return err
-}
-
-// feed pushes units until ctx ends, the subscription closes or the pipeline stops taking them.
-func (f *feeder) feed(ctx context.Context, sub *Subscription, src *gst.AppSrc) {
-	base := time.Duration(-1)
-	paused := false
-	for {
-		au, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
-		if f.allow != nil && !f.allow() {
-			paused = true
-			continue
-		}
-		if paused && !au.Keyframe {
-			continue
-		}
-		paused = false
-		if base < 0 {
-			base = au.PTS
-		}
-		if au.Keyframe && f.onKeyframe != nil {
-			f.onKeyframe(au.PTS-base, au.Wall)
-		}
-		buf := gst.Buffer{Data: au.Data, PTS: au.PTS - base, DTS: au.DTS - base, Duration: au.Duration, Delta: !au.Keyframe}
-		if err := src.Push(buf); err != nil {
-			f.log.Debug("recording pipeline stopped taking frames", zap.Error(err))
-			return
-		}
-	}
-}
-
 // SegmentOptions configure local recording.
 type SegmentOptions struct {
 	Dir     string
@@ -190,6 +103,11 @@ func NewSegmentRecorder(opts SegmentOptions) (*SegmentRecorder, error) {
 	r.f = &feeder{
 		name: "segments", desc: desc, log: r.log, drain: opts.Drain,
 		setup: func(p *gst.Pipeline) error { return p.NameSegments(SegmentMux, r.nextFile) },
+		onStart: func() {
+			r.mu.Lock()
+			r.keys = r.keys[:0] // timestamps restart with each pipeline
+			r.mu.Unlock()
+		},
 		onKeyframe: func(pts time.Duration, wall time.Time) {
 			r.mu.Lock()
 			if len(r.keys) == maxPushedKeys {

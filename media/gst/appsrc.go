@@ -68,3 +68,8 @@ func (s *AppSrc) EndOfStream() error {
 	}
 	return nil
 }
+
+// QueuedBytes returns how many bytes the appsrc holds, not yet taken by the pipeline.
+func (s *AppSrc) QueuedBytes() uint64 {
+	return s.src.GetCurrentLevelBytes()
+}
