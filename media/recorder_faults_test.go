@@ -2,17 +2,24 @@ package media
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/media/gst"
+	"github.com/edgecam/edgecam/media/h264"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 )
 
 // longTests reports whether the long variants of the fault scenarios run.
@@ -125,5 +132,95 @@ func TestStopWithoutFramesWritesNothing(t *testing.T) {
 			require.Zero(t, rec.Count())
 			require.Empty(t, rec.Files())
 		})
+	}
+}
+
+// encodedUnits encodes n frames of noise (large frames) with a keyframe every gop frames.
+func encodedUnits(t *testing.T, n, gop int) []AccessUnit {
+	t.Helper()
+	p, err := gst.Parse(fmt.Sprintf("videotestsrc pattern=snow num-buffers=%d ! video/x-raw,width=640,height=360,framerate=30/1 ! "+
+		"x264enc key-int-max=%d bframes=0 tune=zerolatency speed-preset=ultrafast bitrate=8000 ! %s ! appsink name=out sync=false",
+		n, gop, h264Parse), gst.Options{Name: "encode"})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var out []AccessUnit
+	require.NoError(t, p.OnSample("out", func(s gst.Sample) {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, AccessUnit{Data: s.Data, Keyframe: h264.IsKeyframe(s.Data), Duration: time.Second / 30})
+	}))
+	require.ErrorIs(t, p.Run(context.Background()), gst.ErrEOS)
+	require.Len(t, out, n)
+	return out
+}
+
+// rssBytes is the process's resident memory.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
+}
+
+// TestStalledSinkBoundsMemory records into a sink that stops taking data (a FIFO that
+// nobody reads, like a stalled SD card): the recording pipeline's queue stays at its
+// bound, the process does not grow, and the hub drops whole GOPs for the recorder and
+// counts them.
+func TestStalledSinkBoundsMemory(t *testing.T) {
+	frames, pace := 2000, 2*time.Millisecond
+	if longTests() {
+		frames, pace = 900, time.Second/30 // 30 s of real time
+	}
+	units := encodedUnits(t, 60, 30)
+	size := 0
+	for _, u := range units {
+		size += len(u.Data)
+	}
+	fifo := filepath.Join(t.TempDir(), "stalled")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
+	reader, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0) // open, never read: writes block once the pipe is full
+	require.NoError(t, err)
+	defer reader.Close()
+
+	hub := NewHub(HubOptions{})
+	f := &feeder{name: "stalled", desc: appsrcH264 + " ! h264parse ! filesink location=" + quote(fifo), log: zap.NewNop(), drain: 2 * time.Second}
+	sub := hub.Subscribe(SubscribeOptions{Name: "recorder", QueueFrames: 120})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.record(ctx, sub) }()
+
+	runtime.GC()
+	before := rssBytes(t)
+	for i := range frames {
+		u := units[i%len(units)]
+		u.PTS = time.Duration(i) * time.Second / 30
+		u.DTS = u.PTS
+		hub.Publish(u)
+		time.Sleep(pace)
+	}
+	grown := rssBytes(t) - before
+	st := sub.Stats()
+	pushed := int64(frames) * int64(size) / int64(len(units))
+	t.Logf("%d units (%d MB) into a stalled sink: RSS grew %.1f MB, %d units dropped by the hub, %d queued",
+		frames, pushed>>20, float64(grown)/(1<<20), st.Dropped, st.Queued)
+	require.Positive(t, st.Dropped, "a subscriber that cannot write loses GOPs, counted")
+	require.LessOrEqual(t, st.Queued, 120+30, "the subscription queue stays bounded")
+	require.Less(t, grown, int64(16<<20), "memory stays bounded while the sink is stalled (%d MB pushed)", pushed>>20)
+
+	// The sink comes back: the recorder ends cleanly.
+	go func() { _, _ = io.Copy(io.Discard, reader) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the recorder did not stop after its sink came back")
 	}
 }
