@@ -64,6 +64,8 @@ type kvsServer struct {
 
 	turn *turnServer // nil unless Options.TURN
 
+	streams *streamService // KVS streams: control plane, PutMedia, the read side
+
 	mu  sync.Mutex
 	ice []ICEServerConfig
 }
@@ -73,6 +75,8 @@ type kvsOptions struct {
 	Addr, Region, Account, Channel string
 	// ViewerFile and ChannelsFile are where viewer.json and the channels are kept.
 	ViewerFile, ChannelsFile string
+	// StreamsFile keeps the KVS streams, StreamsDir their fragments.
+	StreamsFile, StreamsDir string
 	Activation, Skew         time.Duration
 	ICE                      []ICEServerConfig
 	TLS                      *tls.Config
@@ -116,6 +120,9 @@ func startKVS(o kvsOptions) (*kvsServer, error) {
 		return aws.Credentials{}, "", false
 	})
 	k.router = newSignalingRouter(o.Log.Named("signaling"), k.now, k.pointViewerAt)
+	if k.streams, err = newStreamService(k, o.Log.Named("streams"), o.StreamsFile, o.StreamsDir, o.Region, o.Account, o.Activation, putMediaLimits{}); err != nil {
+		return nil, err
+	}
 
 	raw, err := net.Listen("tcp", o.Addr)
 	if err != nil {
@@ -173,6 +180,7 @@ func (k *kvsServer) handler() http.Handler {
 	mux.Handle("/v1/get-ice-server-config", ice)
 	mux.HandleFunc(kvsWebSocketPath, k.connect)
 	mux.Handle("/viewer/", k.viewerPage())
+	k.streams.routes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		serviceError(http.StatusNotFound, "UnknownOperationException", "%s %s is not an operation of this endpoint", r.Method, r.URL.Path).write(w)
 	})
@@ -216,6 +224,7 @@ func (k *kvsServer) connect(w http.ResponseWriter, r *http.Request) {
 
 // close stops the listener and ends every signaling connection.
 func (k *kvsServer) close(ctx context.Context) error {
+	k.streams.close()
 	err := k.srv.Shutdown(ctx)
 	k.router.close()
 	if k.turn != nil {

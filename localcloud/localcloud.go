@@ -92,6 +92,8 @@ type Paths struct {
 	AgentStateDir string
 	Viewer        string // viewer.json: the KVS viewer key pair and channel
 	KVSChannels   string
+	KVSStreams    string // kvs-streams.json: the KVS streams
+	KVSData       string // kvs/streams/<stream>/: each stream's fragments
 }
 
 // Cloud is a running localcloud.
@@ -123,6 +125,7 @@ func pathsIn(dir string) Paths {
 		AllowList: j("allowed-serials.txt"), Registry: j("registry.json"), AgentConfig: j("edgecam.yaml"),
 		ResponderCert: j("responder.pem"), ResponderKey: j("responder.key"), AgentStateDir: j("agent-state"),
 		Viewer: j("viewer.json"), KVSChannels: j("kvs-channels.json"),
+		KVSStreams: j("kvs-streams.json"), KVSData: filepath.Join(dir, "kvs", "streams"),
 	}
 }
 
@@ -308,6 +311,7 @@ func (c *Cloud) Start(ctx context.Context) error {
 	}
 	kvs, err := startKVS(kvsOptions{
 		Addr: net.JoinHostPort(c.opts.Host, strconv.Itoa(c.opts.KVSPort)), ViewerFile: c.paths.Viewer, ChannelsFile: c.paths.KVSChannels, Region: c.opts.Region,
+		StreamsFile: c.paths.KVSStreams, StreamsDir: c.paths.KVSData,
 		Account: DefaultAccount, Channel: c.opts.KVSChannel, Activation: c.opts.KVSChannelActivation, Skew: c.opts.KVSClockSkew,
 		ICE: c.opts.KVSICEServers, Issued: c.creds.Lookup, Log: c.log.Named("kvs"), TURNPort: turnPort(c.opts),
 		TLS: &tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}},

@@ -1,0 +1,490 @@
+package localcloud
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgecam/edgecam/localcloud/mkv"
+	"go.uber.org/zap"
+)
+
+// PutMedia (WIRE-FORMATS §6): one long chunked POST read while the acks are written on the
+// same connection; the MKV parsed as it streams; per fragment (Cluster) BUFFERING, RECEIVED
+// and PERSISTED acks, or an ERROR ack with AWS's ErrorId, after which the connection ends.
+
+// PutMedia ErrorIds.
+const (
+	ackErrRead           = 4000
+	ackErrTooBig         = 4001
+	ackErrTooLong        = 4002
+	ackErrTimecodeBack   = 4004
+	ackErrInvalidMKV     = 4006
+	ackErrProducerTime   = 4007
+	ackErrStreamDeleted  = 4008
+	ackErrTrackMismatch  = 4010
+	ackErrInternal       = 5000
+	ackErrPersistFailure = 5001
+)
+
+// putMediaLimits are AWS's limits on a fragment.
+type putMediaLimits struct {
+	MaxFragmentBytes    int64         // 50 MB
+	MaxFragmentDuration time.Duration // 10 s
+	Idle                time.Duration // IDLE ack after this long without an ack
+}
+
+func (l putMediaLimits) withDefaults() putMediaLimits {
+	if l.MaxFragmentBytes <= 0 {
+		l.MaxFragmentBytes = 50 << 20
+	}
+	if l.MaxFragmentDuration <= 0 {
+		l.MaxFragmentDuration = 10 * time.Second
+	}
+	if l.Idle <= 0 {
+		l.Idle = 3 * time.Second
+	}
+	return l
+}
+
+// ack is a PutMedia acknowledgement.
+type ack struct {
+	EventType        string `json:"EventType"`
+	FragmentTimecode *int64 `json:"FragmentTimecode,omitempty"`
+	FragmentNumber   string `json:"FragmentNumber,omitempty"`
+	ErrorID          int    `json:"ErrorId,omitempty"`
+}
+
+// streamService is the KVS stream stand-in: control plane, PutMedia, the read side.
+type streamService struct {
+	k       *kvsServer
+	log     *zap.Logger
+	streams *streamStore
+	media   *mediaStore
+	limits  putMediaLimits
+	stats   *streamStatsSet
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[string]*putSession // the newest PutMedia per stream
+}
+
+func newStreamService(k *kvsServer, log *zap.Logger, streamsFile, dataDir, region, account string, activation time.Duration, limits putMediaLimits) (*streamService, error) {
+	streams, err := openStreamStore(streamsFile, region, account, activation)
+	if err != nil {
+		return nil, err
+	}
+	media, err := newMediaStore(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &streamService{k: k, log: log, streams: streams, media: media, limits: limits.withDefaults(), stats: newStreamStatsSet(),
+		ctx: ctx, cancel: cancel, sessions: map[string]*putSession{}}
+	go s.retentionLoop(time.Minute)
+	return s, nil
+}
+
+// close ends every PutMedia session and the retention loop.
+func (s *streamService) close() {
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		sess.end(0)
+	}
+}
+
+// putSession is one PutMedia connection.
+type putSession struct {
+	stream string
+	rc     *http.ResponseController
+	w      http.ResponseWriter
+	stats  *streamStats
+
+	mu       sync.Mutex
+	ended    bool
+	endError int // ErrorId to send when ended by the service (0: none)
+	lastAck  time.Time
+	done     chan struct{}
+}
+
+// send writes one ack line and flushes it.
+func (p *putSession) send(a ack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.sendLocked(a)
+}
+
+func (p *putSession) sendLocked(a ack) {
+	line, _ := json.Marshal(a)
+	_, _ = p.w.Write(append(line, '\n'))
+	_ = p.rc.Flush()
+	p.lastAck = time.Now()
+	p.stats.ack(a)
+}
+
+// end makes the session's body reads fail at once (a newer connection, a deleted stream,
+// shutdown); errorID, when not 0, is sent as the last ack.
+func (p *putSession) end(errorID int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return
+	}
+	p.ended, p.endError = true, errorID
+	_ = p.rc.SetReadDeadline(time.Now())
+}
+
+func (p *putSession) endedBy() (bool, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ended, p.endError
+}
+
+// idleLoop sends IDLE when no ack went out for a while.
+func (p *putSession) idleLoop(every time.Duration) {
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			if !p.ended && time.Since(p.lastAck) >= every {
+				p.sendLocked(ack{EventType: "IDLE"})
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// streamDeleted ends the stream's PutMedia with 4008 and deletes its fragments.
+func (s *streamService) streamDeleted(name string) {
+	s.mu.Lock()
+	if sess := s.sessions[name]; sess != nil {
+		sess.end(ackErrStreamDeleted)
+	}
+	s.mu.Unlock()
+	if err := s.media.removeStream(name); err != nil {
+		s.log.Warn("could not delete the stream's fragments", zap.String("stream", name), zap.Error(err))
+	}
+}
+
+// countingReader counts the bytes read (what AWS bills as ingested).
+type countingReader struct {
+	r     io.Reader
+	stats *streamStats
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.stats.ingest(n)
+	return n, err
+}
+
+// putMedia serves POST /putMedia.
+func (s *streamService) putMedia(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		serviceError(http.StatusMethodNotAllowed, "MethodNotAllowedException", "PutMedia takes POST").write(w)
+		return
+	}
+	// The body streams: the producer signs it as empty (sha256 of "").
+	principal, aerr := s.k.verifier.verifyHeader(r, nil)
+	if aerr != nil {
+		s.log.Warn("PutMedia refused: bad signature", zap.String("error_type", aerr.Type), zap.String("message", aerr.Message))
+		aerr.write(w)
+		return
+	}
+	st, aerr := s.findStream(streamRef{StreamName: r.Header.Get("x-amzn-stream-name"), StreamARN: r.Header.Get("x-amzn-stream-arn")})
+	if aerr != nil {
+		aerr.write(w)
+		return
+	}
+	tcType := r.Header.Get("x-amzn-fragment-timecode-type")
+	if tcType != "ABSOLUTE" && tcType != "RELATIVE" {
+		serviceError(http.StatusBadRequest, "InvalidArgumentException", "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE, not %q", tcType).write(w)
+		return
+	}
+	var startMs int64
+	if v := r.Header.Get("x-amzn-producer-start-timestamp"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			serviceError(http.StatusBadRequest, "InvalidArgumentException", "x-amzn-producer-start-timestamp %q is not <seconds>.<milliseconds>", v).write(w)
+			return
+		}
+		startMs = int64(f*1000 + 0.5)
+	} else if tcType == "RELATIVE" {
+		serviceError(http.StatusBadRequest, "InvalidArgumentException", "x-amzn-producer-start-timestamp is required with RELATIVE timecodes").write(w)
+		return
+	}
+	acks := r.Header.Get("x-amzn-fragment-acknowledgment-required") != "0"
+
+	rc := http.NewResponseController(w)
+	if err := rc.EnableFullDuplex(); err != nil {
+		serviceError(http.StatusInternalServerError, "ClientLimitExceededException", "full duplex: %v", err).write(w)
+		return
+	}
+	stats := s.stats.get(st.Name)
+	stats.connection()
+	// Reading first answers "Expect: 100-continue"; the 200 follows the first bytes.
+	body := bufio.NewReaderSize(countingReader{r: r.Body, stats: stats}, 64<<10)
+	if _, err := body.Peek(1); err != nil {
+		s.log.Info("PutMedia ended before any data", zap.String("stream", st.Name), zap.Error(err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+
+	sess := &putSession{stream: st.Name, rc: rc, w: w, stats: stats, lastAck: time.Now(), done: make(chan struct{})}
+	if !acks {
+		sess.w = discardAcks{w}
+	}
+	s.mu.Lock()
+	if old := s.sessions[st.Name]; old != nil {
+		old.end(0) // the newest connection wins
+	}
+	s.sessions[st.Name] = sess
+	s.mu.Unlock()
+	defer func() {
+		close(sess.done)
+		s.mu.Lock()
+		if s.sessions[st.Name] == sess {
+			delete(s.sessions, st.Name)
+		}
+		s.mu.Unlock()
+	}()
+	go sess.idleLoop(s.limits.Idle)
+
+	log := s.log.With(zap.String("stream", st.Name), zap.String("principal", principal))
+	log.Info("PutMedia connected", zap.String("timecode_type", tcType))
+	in := &ingest{s: s, sess: sess, log: log, stream: st.Name, relative: tcType == "RELATIVE", startMs: startMs}
+	errorID, err := in.run(mkv.NewDemuxer(body, mkv.Limits{MaxBlock: s.limits.MaxFragmentBytes + 1}))
+	if ended, endErr := sess.endedBy(); ended {
+		if endErr != 0 {
+			sess.send(ack{EventType: "ERROR", FragmentTimecode: in.fragTimecode(), ErrorID: endErr})
+			stats.errorID(endErr)
+		}
+		log.Info("PutMedia ended by the service", zap.Int("error_id", endErr))
+		return
+	}
+	if errorID != 0 {
+		sess.send(ack{EventType: "ERROR", FragmentTimecode: in.fragTimecode(), ErrorID: errorID})
+		stats.errorID(errorID)
+		log.Warn("PutMedia error", zap.Int("error_id", errorID), zap.Error(err))
+		return
+	}
+	log.Info("PutMedia ended", zap.Error(err))
+}
+
+type discardAcks struct{ http.ResponseWriter }
+
+func (discardAcks) Write(b []byte) (int, error) { return len(b), nil }
+
+// ingest is the state of one PutMedia body.
+type ingest struct {
+	s        *streamService
+	sess     *putSession
+	log      *zap.Logger
+	stream   string
+	relative bool
+	startMs  int64
+
+	ebmlHeader, info, tracksRaw []byte
+	scale                       uint64
+	tracks                      map[uint64]bool
+
+	inFragment   bool
+	haveTimecode bool
+	timecodeMs   int64 // of the current (or last) fragment, as the producer sent it
+	prevMs       int64
+	havePrev     bool
+	children     [][]byte
+	bytes        int64
+	frames       int
+	minTc, maxTc int64
+}
+
+func (in *ingest) fragTimecode() *int64 {
+	if !in.haveTimecode {
+		return nil
+	}
+	v := in.timecodeMs
+	return &v
+}
+
+// toMs converts timecode units to milliseconds.
+func (in *ingest) toMs(v int64) int64 { return v * int64(in.scale) / 1_000_000 }
+
+// run reads the body to its end; it returns the ErrorId to send (0: none) and why.
+func (in *ingest) run(d *mkv.Demuxer) (int, error) {
+	for {
+		ev, err := d.Next()
+		if errors.Is(err, io.EOF) {
+			return 0, nil
+		}
+		if err != nil {
+			if ended, _ := in.sess.endedBy(); ended {
+				return 0, err
+			}
+			if mkv.IsFormatError(err) {
+				return ackErrInvalidMKV, err
+			}
+			return ackErrRead, err
+		}
+		if id, err := in.event(ev); id != 0 {
+			return id, err
+		}
+	}
+}
+
+func (in *ingest) event(ev mkv.Event) (int, error) {
+	switch ev.Kind {
+	case mkv.EventEBMLHeader:
+		in.ebmlHeader = ev.Raw
+	case mkv.EventSegment:
+		in.info, in.tracksRaw, in.tracks, in.scale = nil, nil, nil, 1_000_000
+	case mkv.EventInfo:
+		in.info, in.scale = ev.Raw, ev.TimecodeScale
+	case mkv.EventTracks:
+		in.tracksRaw, in.tracks = ev.Raw, map[uint64]bool{}
+		for _, t := range ev.Tracks {
+			in.tracks[t.Number] = true
+		}
+	case mkv.EventClusterStart:
+		if in.info == nil {
+			in.info = mkv.InfoElement(1_000_000, "localcloud")
+			in.scale = 1_000_000
+		}
+		ms := in.toMs(ev.Timecode)
+		in.timecodeMs, in.haveTimecode = ms, true
+		if in.havePrev && ms < in.prevMs {
+			return ackErrTimecodeBack, fmt.Errorf("fragment timecode %d ms is before the previous fragment's %d ms", ms, in.prevMs)
+		}
+		in.prevMs, in.havePrev = ms, true
+		in.inFragment, in.children, in.bytes, in.frames = true, [][]byte{ev.Raw}, int64(len(ev.Raw)), 0
+		in.sess.send(ack{EventType: "BUFFERING", FragmentTimecode: in.fragTimecode()})
+	case mkv.EventBlock:
+		b := ev.Block
+		if !in.tracks[b.Track] {
+			return ackErrTrackMismatch, fmt.Errorf("a block of track %d, which Tracks does not declare", b.Track)
+		}
+		in.bytes += int64(len(ev.Raw))
+		if in.bytes > in.s.limits.MaxFragmentBytes {
+			return ackErrTooBig, fmt.Errorf("fragment larger than %d bytes", in.s.limits.MaxFragmentBytes)
+		}
+		tc := in.toMs(int64(b.Timecode))
+		if in.frames == 0 || tc < in.minTc {
+			in.minTc = tc
+		}
+		if in.frames == 0 || tc > in.maxTc {
+			in.maxTc = tc
+		}
+		if time.Duration(in.maxTc-in.minTc)*time.Millisecond > in.s.limits.MaxFragmentDuration || time.Duration(tc)*time.Millisecond > in.s.limits.MaxFragmentDuration {
+			return ackErrTooLong, fmt.Errorf("fragment longer than %s", in.s.limits.MaxFragmentDuration)
+		}
+		in.frames++
+		in.children = append(in.children, ev.Raw)
+	case mkv.EventClusterEnd:
+		return in.fragmentDone()
+	case mkv.EventTags:
+		for _, t := range ev.Tags {
+			if t.Name == "AWS_KINESISVIDEO_END_OF_FRAGMENT" {
+				in.log.Debug("end-of-fragment tag")
+			}
+		}
+	}
+	return 0, nil
+}
+
+// fragmentDone acknowledges a complete fragment and stores it (once).
+func (in *ingest) fragmentDone() (int, error) {
+	in.inFragment = false
+	if in.frames == 0 {
+		return ackErrInvalidMKV, errors.New("a Cluster without frames")
+	}
+	in.sess.send(ack{EventType: "RECEIVED", FragmentTimecode: in.fragTimecode()})
+	st, ok := in.s.streams.named(in.stream)
+	if !ok {
+		return ackErrStreamDeleted, errors.New("stream deleted")
+	}
+	stats := in.sess.stats
+	stats.fragment()
+	if st.DataRetentionInHours == 0 {
+		return 0, nil // AWS keeps nothing and sends no PERSISTED
+	}
+	producerMs := in.timecodeMs
+	if in.relative {
+		producerMs += in.startMs
+	}
+	dur := in.maxTc - in.minTc
+	if in.frames > 1 {
+		dur += dur / int64(in.frames-1)
+	}
+	ebml := in.ebmlHeader
+	if ebml == nil {
+		ebml = mkv.EBMLHeader()
+	}
+	fr := storedFragment{ProducerMs: producerMs, ServerMs: in.s.k.now().UnixMilli(), DurationMs: dur, Frames: in.frames, TimecodeMs: in.timecodeMs}
+	stored, dup, err := in.s.media.add(in.stream, fr, fragmentMKV(ebml, in.info, in.tracksRaw, in.children))
+	if err != nil {
+		return ackErrPersistFailure, err
+	}
+	if dup {
+		stats.duplicate()
+	} else {
+		stats.persisted(stored.Size)
+	}
+	in.sess.send(ack{EventType: "PERSISTED", FragmentTimecode: in.fragTimecode(), FragmentNumber: stored.Number})
+	return 0, nil
+}
+
+// retentionLoop deletes fragments older than their stream's retention.
+func (s *streamService) retentionLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		case <-s.media.sweep:
+		}
+		s.expireAll()
+	}
+}
+
+func (s *streamService) expireAll() {
+	now := s.k.now()
+	for _, st := range s.streams.list() {
+		cutoff := now.Add(-time.Duration(st.DataRetentionInHours) * time.Hour)
+		n, err := s.media.expire(st.Name, cutoff)
+		if err != nil {
+			s.log.Warn("retention: could not delete fragments", zap.String("stream", st.Name), zap.Error(err))
+		}
+		if n > 0 {
+			s.log.Info("retention: fragments deleted", zap.String("stream", st.Name), zap.Int("fragments", n), zap.Int("retention_hours", st.DataRetentionInHours))
+		}
+	}
+}
+
+// kvsPathStream splits /kvs/streams/<name>/<what>.
+func kvsPathStream(path string) (name, what string, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/kvs/streams/")
+	if !ok {
+		return "", "", false
+	}
+	name, what, _ = strings.Cut(rest, "/")
+	return name, what, name != ""
+}
