@@ -77,9 +77,9 @@ type kvsOptions struct {
 	ViewerFile, ChannelsFile string
 	// StreamsFile keeps the KVS streams, StreamsDir their fragments.
 	StreamsFile, StreamsDir string
-	Activation, Skew         time.Duration
-	ICE                      []ICEServerConfig
-	TLS                      *tls.Config
+	Activation, Skew        time.Duration
+	ICE                     []ICEServerConfig
+	TLS                     *tls.Config
 	// TURN serves TURN and STUN on this UDP port of the listen host (-1: no TURN).
 	TURNPort int
 	// Issued finds credentials issued by the credentials endpoint.
