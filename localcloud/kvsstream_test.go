@@ -296,6 +296,12 @@ type putMediaConn struct {
 
 func openPutMedia(t *testing.T, c *Cloud, stream string, creds aws.Credentials) *putMediaConn {
 	t.Helper()
+	return openPutMediaAt(t, c, stream, creds, time.Now())
+}
+
+// openPutMediaAt signs the request at a chosen time.
+func openPutMediaAt(t *testing.T, c *Cloud, stream string, creds aws.Credentials, at time.Time) *putMediaConn {
+	t.Helper()
 	pr, pw := io.Pipe()
 	req, err := http.NewRequest(http.MethodPost, c.KVSEndpoint()+"/putMedia", pr)
 	require.NoError(t, err)
@@ -307,12 +313,12 @@ func openPutMedia(t *testing.T, c *Cloud, stream string, creds aws.Credentials) 
 	req.Header.Set("x-amzn-fragment-timecode-type", "ABSOLUTE")
 	req.Header.Set("x-amzn-fragment-acknowledgment-required", "1")
 	kvssinkSign(req, creds, c.Region(), []string{"connection", "host", "transfer-encoding", "user-agent", "x-amz-date",
-		"x-amzn-fragment-acknowledgment-required", "x-amzn-fragment-timecode-type", "x-amzn-producer-start-timestamp", "x-amzn-stream-name"}, nil, time.Now())
+		"x-amzn-fragment-acknowledgment-required", "x-amzn-fragment-timecode-type", "x-amzn-producer-start-timestamp", "x-amzn-stream-name"}, nil, at)
 	if creds.SessionToken != "" {
 		// kvssink signs the token too when it has one.
 		req.Header.Del("Authorization")
 		kvssinkSign(req, creds, c.Region(), []string{"connection", "host", "transfer-encoding", "user-agent", "x-amz-date", "x-amz-security-token",
-			"x-amzn-fragment-acknowledgment-required", "x-amzn-fragment-timecode-type", "x-amzn-producer-start-timestamp", "x-amzn-stream-name"}, nil, time.Now())
+			"x-amzn-fragment-acknowledgment-required", "x-amzn-fragment-timecode-type", "x-amzn-producer-start-timestamp", "x-amzn-stream-name"}, nil, at)
 	}
 	pc := &putMediaConn{w: pw, acks: make(chan ack, 256), done: make(chan error, 1)}
 	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second}}

@@ -1,0 +1,201 @@
+package localcloud
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
+	"github.com/edgecam/edgecam/localcloud/mkv"
+	"github.com/stretchr/testify/require"
+)
+
+// expectError reads acks up to an ERROR and checks its ErrorId; the connection then ends.
+func (p *putMediaConn) expectError(t *testing.T, errorID int) ack {
+	t.Helper()
+	for {
+		a, ok := p.next(t)
+		require.True(t, ok, "connection ended without an ERROR %d", errorID)
+		if a.EventType == "ERROR" {
+			require.Equal(t, errorID, a.ErrorID, "%+v", a)
+			_, ok := p.next(t)
+			require.False(t, ok, "the connection ends after an ERROR")
+			return a
+		}
+	}
+}
+
+func TestPutMediaBadInput(t *testing.T) {
+	c := start(t, Options{})
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	big := bytes.Repeat([]byte{0x55}, 1<<20)
+	oversized := mkv.ClusterStart(uint64(time.Now().UnixMilli()))
+	for i := 0; i < 51; i++ {
+		oversized = append(oversized, mkv.SimpleBlockElement(1, int16(i*10), i == 0, big)...)
+	}
+	long := mkv.ClusterStart(uint64(time.Now().UnixMilli()))
+	for i := 0; i <= 11; i++ {
+		long = append(long, mkv.SimpleBlockElement(1, int16(i*1000), i == 0, []byte{0, 0, 0, 1, 0x65})...)
+	}
+	tests := []struct {
+		name    string
+		body    [][]byte
+		errorID int
+		// persisted fragments acknowledged before the error
+		persisted int
+	}{
+		{"garbage", [][]byte{[]byte("GET / HTTP/1.1\r\nthis is not an MKV stream\r\n")}, ackErrInvalidMKV, 0},
+		{"cluster before tracks", [][]byte{mkv.EBMLHeader(), mkv.AppendHeader(nil, mkv.IDSegment, mkv.UnknownSize), clusters[0]}, ackErrInvalidMKV, 0},
+		{"truncated cluster", [][]byte{header, clusters[0], clusters[1][:len(clusters[1])-7]}, ackErrInvalidMKV, 1},
+		{"timecode going back", [][]byte{header, clusters[1], clusters[0]}, ackErrTimecodeBack, 1},
+		{"fragment longer than 10 s", [][]byte{header, long}, ackErrTooLong, 0},
+		{"fragment larger than 50 MB", [][]byte{header, oversized}, ackErrTooBig, 0},
+		{"block of an undeclared track", [][]byte{header, mkv.ClusterStart(1), mkv.SimpleBlockElement(2, 0, true, []byte{1})}, ackErrTrackMismatch, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			createStream(t, c, "bad-"+filepath.Base(t.Name()), 1)
+			createStream(t, c, "good-"+filepath.Base(t.Name()), 1)
+			good := openPutMedia(t, c, "good-"+filepath.Base(t.Name()), issuedCreds(c))
+			pm := openPutMedia(t, c, "bad-"+filepath.Base(t.Name()), issuedCreds(c))
+			for i, b := range tt.body {
+				if _, err := pm.w.Write(b); err != nil {
+					break // the server may stop reading once it has answered
+				}
+				if i == len(tt.body)-1 {
+					pm.w.Close()
+				}
+			}
+			for i := 0; i < tt.persisted; i++ {
+				pm.expectFragment(t, clusterTimecode(t, clusters[i+boolInt(tt.errorID == ackErrTimecodeBack)]))
+			}
+			pm.expectError(t, tt.errorID)
+			st, err := c.KVSStreamStats("bad-" + filepath.Base(t.Name()))
+			require.NoError(t, err)
+			require.Equal(t, int64(1), st.Errors[itoa(tt.errorID)])
+
+			// Another stream keeps working meanwhile.
+			good.write(t, header)
+			good.write(t, clusters[0])
+			good.write(t, mkv.TagsElement([]mkv.SimpleTag{{Name: "AWS_KINESISVIDEO_END_OF_FRAGMENT"}}))
+			good.expectFragment(t, clusterTimecode(t, clusters[0]))
+			good.w.Close()
+		})
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestPutMediaNewestConnectionWins(t *testing.T) {
+	c := start(t, Options{})
+	createStream(t, c, "cam", 1)
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	old := openPutMedia(t, c, "cam", issuedCreds(c))
+	old.write(t, header)
+	old.write(t, clusters[0])
+	a, ok := old.next(t)
+	require.True(t, ok)
+	require.Equal(t, "BUFFERING", a.EventType)
+
+	newer := openPutMedia(t, c, "cam", issuedCreds(c))
+	newer.write(t, header)
+	for {
+		_, ok := old.next(t)
+		if !ok {
+			break // the older connection ended
+		}
+	}
+	newer.write(t, clusters[0])
+	newer.write(t, clusters[1])
+	newer.expectFragment(t, clusterTimecode(t, clusters[0]))
+	newer.w.Close()
+}
+
+func TestPutMediaStreamDeleted(t *testing.T) {
+	c := start(t, Options{})
+	createStream(t, c, "cam", 1)
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	pm := openPutMedia(t, c, "cam", issuedCreds(c))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+
+	kv := kvsClient(c, c.KVSEndpoint(), viewerCreds(t, c), nil)
+	d, err := kv.DescribeStream(ctxT(t), &kinesisvideo.DescribeStreamInput{StreamName: aws.String("cam")})
+	require.NoError(t, err)
+	_, err = kv.DeleteStream(ctxT(t), &kinesisvideo.DeleteStreamInput{StreamARN: d.StreamInfo.StreamARN})
+	require.NoError(t, err)
+	pm.expectError(t, ackErrStreamDeleted)
+	_, err = os.Stat(filepath.Join(c.Paths().KVSData, "cam"))
+	require.True(t, os.IsNotExist(err), "the fragments are deleted with the stream")
+}
+
+func TestPutMediaIdleAcks(t *testing.T) {
+	c := start(t, Options{})
+	createStream(t, c, "cam", 1)
+	_, track := testFrames(t)
+	pm := openPutMedia(t, c, "cam", issuedCreds(c))
+	pm.write(t, mkv.StreamStart(1_000_000, "x", track))
+	select {
+	case a := <-pm.acks:
+		require.Equal(t, "IDLE", a.EventType)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no IDLE ack while nothing arrived")
+	}
+	pm.w.Close()
+}
+
+func TestPutMediaRetention(t *testing.T) {
+	c := start(t, Options{})
+	createStream(t, c, "keep", 1)
+	createStream(t, c, "none", 0)
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+
+	// Retention 0: received, never persisted (AWS sends no PERSISTED and keeps nothing).
+	pm := openPutMedia(t, c, "none", issuedCreds(c))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	for _, want := range []string{"BUFFERING", "RECEIVED", "BUFFERING"} {
+		a, ok := pm.next(t)
+		require.True(t, ok)
+		require.Equal(t, want, a.EventType)
+	}
+	pm.w.Close()
+	_, err := os.Stat(filepath.Join(c.Paths().KVSData, "none"))
+	require.True(t, os.IsNotExist(err))
+
+	// Fragments received two hours ago (by the service's clock) expire with a 1 h retention.
+	require.NoError(t, c.SetKVSClockSkew(-2*time.Hour))
+	pm = openPutMediaAt(t, c, "keep", issuedCreds(c), time.Now().Add(-2*time.Hour))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+	pm.w.Close()
+	require.NoError(t, c.SetKVSClockSkew(0))
+	k, err := c.kvsRunning()
+	require.NoError(t, err)
+	k.streams.expireAll()
+	list, _ := k.streams.media.fragments("keep")
+	require.Empty(t, list)
+	entries, err := os.ReadDir(filepath.Join(c.Paths().KVSData, "keep"))
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the index is left")
+}
