@@ -55,7 +55,7 @@ type Janitor struct {
 	log  *zap.Logger
 	kick chan struct{}
 
-	sweep sync.Mutex           // one sweep at a time
+	sweep sync.Mutex          // one sweep at a time
 	seen  map[string]seenFile // guarded by sweep
 
 	mu      sync.Mutex
