@@ -8,9 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,6 +50,13 @@ type Agent struct {
 	webrtc    *webrtc.Server
 	motion    motionState
 	publishes sync.WaitGroup // motion events under way to the broker
+	events    eventQueue     // motion events waiting for the broker (events.go)
+
+	metrics *Metrics // Prometheus registry and meters (metrics.go)
+	// liveCfg is the configuration with the keys a reload changes while running (reload.go);
+	// motionReload tells the motion loop that its settings changed.
+	liveCfg      atomic.Pointer[config.Config]
+	motionReload chan struct{}
 
 	mu          sync.Mutex
 	metricsAddr string
@@ -85,7 +92,8 @@ func New(opts Options) (*Agent, error) {
 		MaxBytes:    int(cfg.Media.Hub.PreRollMaxBytes),
 		QueueFrames: cfg.Media.Hub.QueueFrames,
 	})
-	a := &Agent{opts: opts, cfg: cfg, log: log, hub: hub}
+	a := &Agent{opts: opts, cfg: cfg, log: log, hub: hub, motionReload: make(chan struct{}, 1)}
+	a.liveCfg.Store(&cfg)
 	a.source, err = media.NewSource(media.SourceOptions{
 		Plan:         plan,
 		Loop:         cfg.Media.Source.Kind == config.SourceFile && cfg.Media.Source.Loop,
@@ -97,6 +105,7 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.metrics = newMetrics(a)
 	rec := cfg.Recording
 	if rec.Mode != config.RecordOff && rec.KVS.Enabled {
 		if media.KVSAvailable() {
@@ -111,7 +120,9 @@ func New(opts Options) (*Agent, error) {
 		dir := cfg.RecordingsDir()
 		a.janitor = media.NewJanitor(media.JanitorOptions{
 			Dir: dir, Ext: rec.Local.Format, MaxAge: rec.Local.MaxAge,
-			MaxBytes: int64(rec.Local.MaxBytes), MinFree: int64(rec.Local.MinFreeBytes), Log: log.Named("janitor"),
+			MaxBytes: int64(rec.Local.MaxBytes), MaxShare: float64(rec.Local.MaxSharePercent) / 100,
+			MinFree: int64(rec.Local.MinFreeBytes), Log: log.Named("janitor"),
+			SegmentBytes: int64(cfg.Media.Encoder.BitrateKbps) * 1000 / 8 * int64(rec.Local.Segment/time.Second),
 		})
 		a.recorder, err = media.NewSegmentRecorder(media.SegmentOptions{
 			Dir: dir, Segment: rec.Local.Segment, Format: rec.Local.Format, Log: log.Named("recorder"), Janitor: a.janitor,
@@ -226,23 +237,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(motionDone)
 		a.runMotion(recordCtx)
 	}()
-	var metricsDone chan struct{}
-	if l := a.cfg.Metrics.Listen; l != "" {
-		ln, err := net.Listen("tcp", l)
-		if err != nil {
-			a.log.Error("metrics endpoint off", zap.String("listen", l), zap.Error(err))
-		} else {
-			a.mu.Lock()
-			a.metricsAddr = ln.Addr().String()
-			a.mu.Unlock()
-			a.log.Info("metrics", zap.String("url", "http://"+ln.Addr().String()+"/metrics"))
-			metricsDone = make(chan struct{})
-			go func() {
-				defer close(metricsDone)
-				a.serveMetrics(cloudCtx, ln)
-			}()
-		}
-	}
+	metricsDone := a.startMetrics(cloudCtx)
 
 	srcErr := a.source.Run(ctx)
 	switch {

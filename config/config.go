@@ -129,11 +129,18 @@ type Motion struct {
 	IdleFramerate   int `yaml:"idle_framerate"`
 }
 
-// Metrics configures the local HTTP endpoint with /metrics (Prometheus text) and /healthz.
+// Metrics configures the local HTTP endpoint with /metrics (Prometheus text), /healthz and
+// /readyz.
 type Metrics struct {
 	// Listen is host:port; empty turns the endpoint off.
 	Listen string `yaml:"listen"`
+	// PProf serves Go's profiler under /debug/pprof/ on the same listener.
+	PProf bool `yaml:"pprof"`
 }
+
+// DefaultMetricsListen is where metrics are served unless metrics.listen says otherwise:
+// loopback only (9464 is Prometheus' registered port for exporters of this kind).
+const DefaultMetricsListen = "127.0.0.1:9464"
 
 // Telemetry configures status messages over MQTT.
 type Telemetry struct {
@@ -276,6 +283,9 @@ type Local struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	// MaxBytes bounds the recordings directory; the oldest segments go first. 0: no bound.
 	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxSharePercent bounds the recordings to this share of their file system's size
+	// (with max_bytes too, the smaller bound holds); 0: no share bound.
+	MaxSharePercent int `yaml:"max_share_percent"`
 	// MinFreeBytes keeps this much of the file system free, deleting the oldest segments and
 	// pausing recording when there is nothing left to delete.
 	MinFreeBytes ByteSize `yaml:"min_free_bytes"`
@@ -320,6 +330,7 @@ func Default() Config {
 			Attempts:   5,
 		},
 		Credentials: Credentials{RoleAlias: "edgecam-kvs", RefreshBefore: 5 * time.Minute},
+		Metrics:     Metrics{Listen: DefaultMetricsListen},
 		Telemetry:   Telemetry{Enabled: true, Interval: time.Minute},
 		WebRTC:      WebRTC{Enabled: true, CreateChannel: true, MaxViewers: 10, MinBitrateKbps: 300},
 		Motion: Motion{Enabled: true, Sensitivity: 0.5, StartFrames: 2, PreRoll: 3 * time.Second, PostRoll: 4 * time.Second,
@@ -338,7 +349,7 @@ func Default() Config {
 		Recording: Recording{
 			Mode: RecordContinuous,
 			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV,
-				MaxAge: 7 * 24 * time.Hour, MinFreeBytes: 512 * MiB},
+				MaxAge: 7 * 24 * time.Hour, MaxSharePercent: 50, MinFreeBytes: 512 * MiB},
 			KVS: KVS{StorageSizeMB: 128, FragmentDuration: 2 * time.Second, RetentionHours: 24,
 				StreamingType: "realtime", Auth: KVSAuthCredentialFile},
 		},

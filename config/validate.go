@@ -94,8 +94,11 @@ func (cfg *Config) Validate() Problems {
 	cfg.validateMotion(&c)
 	if l := cfg.Metrics.Listen; l != "" {
 		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
-			c.add("metrics.listen", "%q: write host:port, e.g. 127.0.0.1:9108 (empty turns metrics off)", l)
+			c.add("metrics.listen", "%q: write host:port, e.g. 127.0.0.1:9464 (empty turns metrics off)", l)
 		}
+	}
+	if cfg.Metrics.PProf && cfg.Metrics.Listen == "" {
+		c.add("metrics.pprof", "true needs metrics.listen: set a loopback host:port such as 127.0.0.1:9464, or pprof: false")
 	}
 
 	rec := cfg.Recording
@@ -113,6 +116,9 @@ func (cfg *Config) Validate() Problems {
 	}
 	if rec.Local.MaxBytes != 0 && rec.Local.MaxBytes < 16*MiB {
 		c.add("recording.local.max_bytes", "%s is too small; use 0 (no bound) or at least 16MiB", rec.Local.MaxBytes)
+	}
+	if rec.Local.MaxSharePercent != 0 {
+		c.intRange("recording.local.max_share_percent", rec.Local.MaxSharePercent, 1, 95)
 	}
 	kvs := rec.KVS
 	if kvs.StreamName != "" && !kvsNameRE.MatchString(kvs.StreamName) {
