@@ -19,7 +19,6 @@ func (a *Agent) controlEncoder(ctx context.Context) {
 	if !a.source.Encoding() || (a.webrtc == nil && !motionOn) {
 		return
 	}
-	full := a.cfg.Media.Encoder.BitrateKbps
 	fullFPS := a.cfg.Media.Source.Framerate
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -29,10 +28,11 @@ func (a *Agent) controlEncoder(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		live := a.config() // a reload may change these while running
 		in := encoderInputs{
-			FullKbps: full, FullFPS: fullFPS,
-			IdleKbps: a.cfg.Motion.IdleBitrateKbps, IdleFPS: a.cfg.Motion.IdleFramerate,
-			MinKbps:  a.cfg.WebRTC.MinBitrateKbps,
+			FullKbps: live.Media.Encoder.BitrateKbps, FullFPS: fullFPS,
+			IdleKbps: live.Motion.IdleBitrateKbps, IdleFPS: live.Motion.IdleFramerate,
+			MinKbps:  live.WebRTC.MinBitrateKbps,
 			MotionOn: motionOn, Moving: a.MotionActive(),
 		}
 		if a.webrtc != nil {

@@ -58,6 +58,8 @@ func (a *Agent) runMotion(ctx context.Context) {
 				a.onMotion(ev)
 			}
 			return
+		case <-a.motionReload: // a reload changed motion settings (reload.go)
+			det, gate = a.reloadMotion(log, det, gate, &dopts, &gopts)
 		case f := <-a.source.Frames():
 			if f.Width != dopts.Width || f.Height != dopts.Height {
 				continue // a pipeline restart can deliver a frame of another size first
