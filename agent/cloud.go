@@ -167,8 +167,11 @@ func (l *cloudLink) run(ctx context.Context) {
 		}
 	}
 	a.setThing(dev.id.ThingName)
+	queue := a.openEventQueue(dev.id.ThingName)
 
-	credsReady := make(chan struct{})
+	// credsReady: the AWS credentials provider is set (live view needs no more);
+	// fileReady: kvssink's credential file is written (only when kvssink reads it).
+	credsReady, fileReady := make(chan struct{}), make(chan struct{})
 	var workers sync.WaitGroup
 	workers.Add(3)
 	go func() {
@@ -177,16 +180,16 @@ func (l *cloudLink) run(ctx context.Context) {
 	}()
 	go func() {
 		defer workers.Done()
-		l.runCredentials(ctx, dev, credsReady)
+		l.runCredentials(ctx, dev, credsReady, fileReady)
 	}()
 	go func() {
 		defer workers.Done()
-		l.startKVS(ctx, dev, credsReady)
+		l.startKVS(ctx, dev, fileReady)
 	}()
 	defer workers.Wait()
 
 	for attempt := 0; ; attempt++ {
-		err := l.session(ctx, dev, report)
+		err := l.session(ctx, dev, queue, report)
 		if ctx.Err() != nil {
 			return
 		}
@@ -209,8 +212,9 @@ func (l *cloudLink) wait(ctx context.Context, attempt int, msg string, err error
 	}
 }
 
-// session connects and runs telemetry until ctx ends.
-func (l *cloudLink) session(ctx context.Context, dev *device, report func(error)) error {
+// session connects and runs telemetry until ctx ends; the connection delivers the event
+// queue (nil: none) meanwhile.
+func (l *cloudLink) session(ctx context.Context, dev *device, queue *iot.Queue, report func(error)) error {
 	a := l.a
 	cfg := a.cfg
 	log := a.log.Named("cloud")
@@ -223,7 +227,7 @@ func (l *cloudLink) session(ctx context.Context, dev *device, report func(error)
 			log.Warn("status not published", zap.Error(err))
 		}
 	}
-	opts := iot.Options{Will: &iot.Message{Topic: statusTopic, Payload: a.statusJSON("offline")}}
+	opts := iot.Options{Will: &iot.Message{Topic: statusTopic, Payload: a.statusJSON("offline")}, Queue: queue}
 	if cfg.Telemetry.Enabled {
 		// Reconnections announce themselves; the first connection's status is sent below.
 		var connects atomic.Int32
@@ -259,14 +263,30 @@ func (l *cloudLink) session(ctx context.Context, dev *device, report func(error)
 	} else {
 		<-ctx.Done()
 	}
+	if queue != nil && conn.Connected() {
+		// The last events go out before the connection closes; what is left goes out on
+		// the next start.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		if err := queue.WaitEmpty(flushCtx); err != nil {
+			log.Info("motion events left for the next connection", zap.Int("waiting", queue.Len()))
+		}
+		cancel()
+	}
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	return conn.Close(closeCtx)
 }
 
-// runCredentials keeps kvssink's credential file fresh when a credentials endpoint is set;
-// ready is closed after the first write.
-func (l *cloudLink) runCredentials(ctx context.Context, dev *device, ready chan struct{}) {
+// needsCredentialFile reports whether kvssink reads the credential file: KVS recording is
+// on (kvssink installed) with auth credential_file. Nothing else needs the file.
+func needsCredentialFile(cfg config.Config, kvsWanted bool) bool {
+	return kvsWanted && cfg.Recording.KVS.Auth == config.KVSAuthCredentialFile
+}
+
+// runCredentials sets up the AWS credentials (from the IoT credentials provider) when a
+// credentials endpoint is set and closes credsReady; it then keeps kvssink's credential
+// file fresh, when kvssink reads it, closing fileReady after the first write.
+func (l *cloudLink) runCredentials(ctx context.Context, dev *device, credsReady, fileReady chan struct{}) {
 	cfg := l.a.cfg
 	log := l.a.log.Named("credentials")
 	if cfg.Credentials.Endpoint == "" {
@@ -274,32 +294,36 @@ func (l *cloudLink) runCredentials(ctx context.Context, dev *device, ready chan 
 	}
 	p, err := provisioning.NewIoTCredentials(provisioning.CredentialsOptions{
 		Endpoint: cfg.Credentials.Endpoint, RoleAlias: cfg.Credentials.RoleAlias, ThingName: dev.id.ThingName,
-		Certificate: dev.cert, RootCAs: dev.pool, ReuseWhile: cfg.Credentials.RefreshBefore,
+		Certificate: dev.cert, RootCAs: dev.pool, ReuseWhile: cfg.Credentials.RefreshBefore, Log: log,
 	})
 	if err != nil {
 		log.Error("AWS credentials unavailable", zap.Error(err))
 		return
 	}
 	l.a.setCredentials(provisioning.NewCredentialsCache(p, cfg.Credentials.RefreshBefore))
+	close(credsReady)
+	if !needsCredentialFile(cfg, l.a.kvsWanted) {
+		return
+	}
 	var once sync.Once
 	f := &provisioning.KVSCredentialFile{
 		Path: cfg.KVSSinkCredentialFile(), Provider: p, RefreshBefore: cfg.Credentials.RefreshBefore, Log: log,
-		OnUpdate: func(aws.Credentials) { once.Do(func() { close(ready) }) },
+		OnUpdate: func(aws.Credentials) { once.Do(func() { close(fileReady) }) },
 	}
 	_ = f.Run(ctx)
 }
 
 // startKVS starts recording to Kinesis Video Streams once what kvssink needs is there.
-func (l *cloudLink) startKVS(ctx context.Context, dev *device, credsReady chan struct{}) {
+func (l *cloudLink) startKVS(ctx context.Context, dev *device, fileReady chan struct{}) {
 	a := l.a
 	cfg := a.cfg
 	if !a.kvsWanted {
 		return
 	}
 	k := cfg.Recording.KVS
-	if k.Auth == config.KVSAuthCredentialFile {
+	if needsCredentialFile(cfg, a.kvsWanted) {
 		select {
-		case <-credsReady:
+		case <-fileReady:
 		case <-ctx.Done():
 			return
 		}

@@ -3,14 +3,16 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
-	"strings"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/localcloud"
+	"github.com/edgecam/edgecam/motion"
 	"github.com/stretchr/testify/require"
 )
 
@@ -80,17 +82,14 @@ func TestAgentProvisionsAndReportsStatus(t *testing.T) {
 	_, ok := cloud.Thing("cam-agent-1")
 	require.True(t, ok)
 
-	// kvssink's credential file holds credentials the provider issued.
-	require.Eventually(t, func() bool {
-		data, err := os.ReadFile(cfg.KVSSinkCredentialFile())
-		if err != nil {
-			return false
-		}
-		fields := strings.Fields(string(data))
-		_, issued := cloud.Credentials(fields[1])
-		return len(fields) == 5 && issued
-	}, 10*time.Second, 50*time.Millisecond)
-	require.NotNil(t, a.Credentials())
+	// AWS credentials are there for live view; kvssink's credential file is not written:
+	// KVS recording is off, nothing reads it.
+	require.Eventually(t, func() bool { return a.Credentials() != nil }, 10*time.Second, 20*time.Millisecond)
+	creds, err := a.Credentials().Retrieve(ctx)
+	require.NoError(t, err)
+	_, issued := cloud.Credentials(creds.AccessKeyID)
+	require.True(t, issued)
+	require.NoFileExists(t, cfg.KVSSinkCredentialFile())
 
 	cancel()
 	require.NoError(t, <-done)
@@ -142,4 +141,177 @@ func TestAgentWithoutCloudRecordsAnyway(t *testing.T) {
 	require.NoError(t, a.Run(ctx))
 	require.Positive(t, a.Frames())
 	require.NotEmpty(t, a.Recordings())
+}
+
+func TestNeedsCredentialFile(t *testing.T) {
+	tests := []struct {
+		name      string
+		kvsWanted bool
+		auth      string
+		want      bool
+	}{
+		{"KVS recording with the credential file", true, config.KVSAuthCredentialFile, true},
+		{"KVS recording with the IoT certificate", true, config.KVSAuthIoTCertificate, false},
+		{"no KVS recording (off, or kvssink missing)", false, config.KVSAuthCredentialFile, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Recording.KVS.Auth = tt.auth
+			require.Equal(t, tt.want, needsCredentialFile(cfg, tt.kvsWanted))
+		})
+	}
+}
+
+// freePort returns a TCP port free on 127.0.0.1 now, so that a restarted localcloud can
+// listen where the first one did.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type eventLog struct {
+	mu  sync.Mutex
+	evs []MotionEvent
+}
+
+func (l *eventLog) add(_ string, payload []byte) {
+	var me MotionEvent
+	if json.Unmarshal(payload, &me) == nil {
+		l.mu.Lock()
+		l.evs = append(l.evs, me)
+		l.mu.Unlock()
+	}
+}
+
+// distinct returns the events received, each once (delivery is at least once), in the
+// order of their first arrival.
+func (l *eventLog) distinct() []MotionEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []MotionEvent
+	seen := map[string]bool{}
+	for _, e := range l.evs {
+		k := e.Event + e.Start.String()
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestMotionEventsSurviveOutageAndRestart: localcloud goes down while motion events fire,
+// the agent is restarted meanwhile, more events fire, localcloud comes back: every event
+// arrives, in order, with its original timestamps. (Down 3 s; 30 s with
+// EDGECAM_LONG_TESTS=1.)
+func TestMotionEventsSurviveOutageAndRestart(t *testing.T) {
+	down := 3 * time.Second
+	if os.Getenv("EDGECAM_LONG_TESTS") == "1" {
+		down = 30 * time.Second
+	}
+	opts := localcloud.Options{Dir: t.TempDir(), AllowSerials: []string{"cam-agent-1"}, MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t)}
+	cloud, err := localcloud.Open(opts)
+	require.NoError(t, err)
+	require.NoError(t, cloud.Start(context.Background()))
+	defer func() { cloud.Close() }()
+	var got eventLog
+	require.NoError(t, cloud.Observe("edgecam/+/events/motion", got.add))
+	cfg := cloudConfig(t, cloud)
+	cfg.WebRTC.Enabled = false
+	cfg.Motion.Enabled = false // the events below are the only ones (the test pattern moves)
+
+	run := func() (*Agent, func()) {
+		a, err := New(Options{Config: cfg})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return a, func() { cancel(); require.NoError(t, <-done) }
+	}
+	var fired []MotionEvent
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	fire := func(a *Agent) {
+		n := len(fired)
+		ev := motion.Event{Kind: motion.EventStart, Start: base.Add(time.Duration(n) * time.Minute), PeakScore: float64(n)}
+		if n%2 == 1 {
+			ev.Kind, ev.Start, ev.End = motion.EventEnd, base.Add(time.Duration(n-1)*time.Minute), base.Add(time.Duration(n)*time.Minute)
+		}
+		ev.PreRollFrom = ev.Start.Add(-3 * time.Second)
+		before := time.Now()
+		a.onMotion(ev)
+		fired = append(fired, MotionEvent{Event: ev.Kind.String(), Start: ev.Start.UTC(), PreRollFrom: before, Timestamp: time.Now()})
+	}
+
+	a1, stop1 := run()
+	require.Eventually(t, func() bool { c := a1.deviceConn(); return c != nil && c.Connected() }, 20*time.Second, 10*time.Millisecond)
+	fire(a1)
+	fire(a1)
+	require.Eventually(t, func() bool { return len(got.distinct()) == 2 }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, cloud.Close()) // localcloud down
+	wentDown := time.Now()
+	fire(a1)
+	time.Sleep(down / 4) // events fire across the outage, spread in time
+	fire(a1)
+	stop1() // the agent restarts while localcloud is down
+	a2, stop2 := run()
+	defer stop2()
+	fire(a2)
+	time.Sleep(down / 4)
+	fire(a2)
+	require.Len(t, got.distinct(), 2, "nothing arrives while localcloud is down")
+	time.Sleep(time.Until(wentDown.Add(down))) // the outage lasts `down`
+
+	cloud, err = localcloud.Open(opts) // localcloud back
+	require.NoError(t, err)
+	require.NoError(t, cloud.Start(context.Background()))
+	require.NoError(t, cloud.Observe("edgecam/+/events/motion", got.add))
+	back := time.Now()
+	require.Eventually(t, func() bool { return len(got.distinct()) == len(fired) }, 60*time.Second, 20*time.Millisecond,
+		"received %d of %d events", len(got.distinct()), len(fired))
+	t.Logf("%d events delivered %s after localcloud came back (down %s, agent restarted)", len(fired), time.Since(back).Round(time.Millisecond), down)
+	recv := got.distinct()
+	for i, want := range fired {
+		require.Equal(t, want.Event, recv[i].Event, "event %d in order", i)
+		require.True(t, want.Start.Equal(recv[i].Start), "event %d: start %s, got %s", i, want.Start, recv[i].Start)
+		require.Equal(t, "cam-agent-1", recv[i].ThingName)
+		require.False(t, recv[i].Timestamp.Before(want.PreRollFrom.Truncate(time.Millisecond)) || recv[i].Timestamp.After(want.Timestamp),
+			"event %d keeps the time it fired (%s), not the time it was sent: %s", i, want.Timestamp, recv[i].Timestamp)
+	}
+	require.Eventually(t, func() bool { return a2.EventsWaiting() == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestLiveViewWithoutKVSWritesNoCredentialFile: with KVS recording off, live view serves
+// viewers without waiting for kvssink's credential file, which is not written at all.
+func TestLiveViewWithoutKVSWritesNoCredentialFile(t *testing.T) {
+	cloud, a := liveAgent(t, nil)
+	v, err := dialViewer(t, cloud, "no-kvs")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 15*time.Second)
+	require.NoFileExists(t, a.cfg.KVSSinkCredentialFile())
+}
+
+// TestLiveViewAfterLocalcloudRestart: localcloud restarts and forgets the credentials it
+// issued; the signaling service refuses the agent's cached ones (403
+// UnrecognizedClientException). The agent drops them, fetches new ones and serves viewers
+// again within seconds, not at the end of the credentials' hour.
+func TestLiveViewAfterLocalcloudRestart(t *testing.T) {
+	opts := localcloud.Options{AllowSerials: []string{liveThing}, MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t)}
+	cloud, _ := liveAgentWith(t, opts, nil)
+	opts.Dir = filepath.Dir(cloud.Paths().CA)
+	require.NoError(t, cloud.Close())
+	again, err := localcloud.Open(opts)
+	require.NoError(t, err)
+	require.NoError(t, again.Start(context.Background()))
+	t.Cleanup(func() { again.Close() })
+	restarted := time.Now()
+	waitMaster(t, again, 20*time.Second)
+	t.Logf("master again %s after the restart", time.Since(restarted).Round(time.Millisecond))
+	v, err := dialViewer(t, again, "after-restart")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 15*time.Second)
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"time"
 
@@ -114,18 +113,8 @@ func (a *Agent) onMotion(ev motion.Event) {
 			a.stopMotionRecordings()
 		}
 	}
-	if conn := a.deviceConn(); conn != nil && me.ThingName != "" {
-		payload, _ := json.Marshal(me)
-		a.publishes.Add(1)
-		go func() {
-			defer a.publishes.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := conn.Publish(ctx, "edgecam/"+me.ThingName+"/events/motion", payload, 1); err != nil {
-				log.Warn("motion event not published", zap.Error(err))
-			}
-		}()
-	}
+	// Queued on disk and delivered in order, through outages and restarts (events.go).
+	a.queueEvent(me)
 }
 
 // startMotionRecordings starts a recording session on every gated recorder, from the
