@@ -46,10 +46,8 @@ type feeder struct {
 // errNoUnit ends a wait for the first unit: the subscription or ctx ended first.
 var errNoUnit = errors.New("no unit")
 
-// record runs pipelines for the subscription until ctx ends or the subscription closes. It
-// closes sub.
+// record runs pipelines for the subscription until ctx ends or the subscription closes.
 func (f *feeder) record(ctx context.Context, sub *Subscription) error {
-	defer sub.Close()
 	gap := false
 	var first *AccessUnit
 	for {

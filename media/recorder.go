@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/edgecam/edgecam/internal/backoff"
@@ -128,8 +130,87 @@ func (r *SegmentRecorder) Name() string { return "local" }
 
 // Record writes the subscription's access units until ctx ends or the subscription closes,
 // then finalises the current file. Record closes sub.
+//
+// When the disk runs out of space, it deletes what the failed file left unplayable, has the
+// janitor sweep at once, and starts again on the next keyframe without waiting.
 func (r *SegmentRecorder) Record(ctx context.Context, sub *Subscription) error {
-	return r.f.record(ctx, sub)
+	defer sub.Close()
+	var lastNoSpace time.Time
+	quick := 0
+	for {
+		r.mu.Lock()
+		opened := r.count
+		r.mu.Unlock()
+		err := r.f.record(ctx, sub)
+		if !isNoSpace(err) || ctx.Err() != nil {
+			return err
+		}
+		r.discardBroken(opened)
+		freed := 0
+		if r.opts.Janitor != nil {
+			freed = r.opts.Janitor.Sweep(r.opts.Janitor.opts.Now())
+		}
+		if time.Since(lastNoSpace) < 10*time.Second && freed == 0 {
+			quick++
+		} else {
+			quick = 0
+		}
+		lastNoSpace = time.Now()
+		if quick >= 2 { // the janitor cannot help: let the caller back off
+			return fmt.Errorf("%w (the janitor found nothing more to delete: free space in %s, or raise recording.local.min_free_bytes)", err, r.opts.Dir)
+		}
+		r.log.Warn("out of disk space: old recordings deleted, recording again", zap.Error(err), zap.Int("deleted", freed))
+	}
+}
+
+// isNoSpace reports whether a recording failed because its file system is full.
+func isNoSpace(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return true
+	}
+	var gerr *gst.Error
+	if errors.As(err, &gerr) {
+		s := strings.ToLower(gerr.Message + " " + gerr.Debug)
+		return strings.Contains(s, "no space left") || strings.Contains(s, "no_space_left")
+	}
+	return strings.Contains(strings.ToLower(err.Error()), "no space left")
+}
+
+// discardBroken deletes the files opened since the count was opened that hold no complete
+// frame (the header alone, or nothing): a full disk leaves such files behind.
+func (r *SegmentRecorder) discardBroken(opened int) {
+	r.mu.Lock()
+	n := min(r.count-opened, len(r.files))
+	names := append([]string(nil), r.files[len(r.files)-n:]...)
+	r.mu.Unlock()
+	for _, name := range names {
+		if info, err := os.Stat(name); err == nil && info.Size() < minSegmentBytes {
+			if os.Remove(name) == nil {
+				r.forget(name)
+				r.log.Info("deleted a segment cut short before its first frame", zap.String("file", name), zap.Int64("bytes", info.Size()))
+			}
+		}
+	}
+}
+
+// minSegmentBytes: a smaller file holds no complete frame (a Matroska header alone is about
+// 340 bytes; one keyframe is more than a kilobyte).
+const minSegmentBytes = 1024
+
+// forget removes a deleted file from the recorder's list and count.
+func (r *SegmentRecorder) forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, f := range r.files {
+		if f == name {
+			r.files = append(r.files[:i], r.files[i+1:]...)
+			r.count--
+			return
+		}
+	}
 }
 
 // nextFile names a new segment after the wall time of its first keyframe, in UTC.
@@ -210,6 +291,7 @@ func (r *KVSRecorder) Name() string { return "kvs" }
 
 // Record streams the subscription to KVS until ctx ends; Record closes sub.
 func (r *KVSRecorder) Record(ctx context.Context, sub *Subscription) error {
+	defer sub.Close()
 	return r.f.record(ctx, sub)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/edgecam/edgecam/media/h264"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 )
 
 // longTests reports whether the long variants of the fault scenarios run.
@@ -223,4 +224,92 @@ func TestStalledSinkBoundsMemory(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the recorder did not stop after its sink came back")
 	}
+}
+
+// smallDisk mounts a tmpfs of size bytes on a new directory (root only; skips otherwise).
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// segmentStart parses a segment name's time (its first keyframe's UTC time).
+func segmentStart(t *testing.T, path string) time.Time {
+	t.Helper()
+	stem := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if i := strings.LastIndexByte(stem, '-'); i > 0 {
+		stem = stem[:i]
+	}
+	ts, err := time.Parse("20060102T150405.000Z", stem)
+	require.NoError(t, err, path)
+	return ts
+}
+
+// TestDiskFullMidSegment fills the recordings' file system while a segment is being written,
+// with a floor smaller than a segment: the recorder has the janitor delete old segments and
+// goes on at once. No empty file is left, every file plays, and the recording misses at
+// most about one GOP.
+func TestDiskFullMidSegment(t *testing.T) {
+	disk := smallDisk(t, 8<<20)
+	dir := filepath.Join(disk, "recordings")
+	hub := NewHub(HubOptions{})
+	const fps, gop = 30, time.Second
+	src := encodedSource(t, hub, fps, gop, 2000)
+	src.desc = strings.Replace(src.desc, "pattern=ball", "pattern=snow", 1) // noise: x264 spends its whole bitrate
+	janitor := NewJanitor(JanitorOptions{Dir: dir, Ext: config.FormatMKV, MinFree: 128 << 10, Interval: time.Hour})
+	rec, err := NewSegmentRecorder(SegmentOptions{Dir: dir, Segment: 2 * time.Second, Format: config.FormatMKV, Janitor: janitor, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	require.NoError(t, err)
+	sub := hub.Subscribe(SubscribeOptions{Name: "recorder", QueueFrames: 480})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	jctx, stopJanitor := context.WithCancel(context.Background())
+	defer stopJanitor()
+	go janitor.Run(jctx)
+	recDone := make(chan error, 1)
+	go func() { recDone <- rec.Record(context.Background(), sub) }()
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- src.Run(ctx) }()
+
+	require.Eventually(t, func() bool { return rec.Count() >= 4 }, 30*time.Second, 50*time.Millisecond)
+	// Something else fills the disk, to 64 KiB short of full.
+	free, _, err := diskSpace(dir)
+	require.NoError(t, err)
+	ballast := filepath.Join(disk, "ballast")
+	require.NoError(t, os.WriteFile(ballast, make([]byte, free-64<<10), 0o600))
+	filled := rec.Count()
+	require.Eventually(t, func() bool { return rec.Count() >= filled+3 }, 30*time.Second, 50*time.Millisecond,
+		"recording goes on after the disk filled up")
+	cancel()
+	require.NoError(t, <-srcDone)
+	sub.Close()
+	require.NoError(t, <-recDone, "a full disk is handled inside the recorder")
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var files []string
+	for _, e := range entries {
+		files = append(files, filepath.Join(dir, e.Name()))
+	}
+	require.GreaterOrEqual(t, len(files), 2)
+	require.Positive(t, janitor.Deleted(), "the janitor made room")
+	var prevEnd time.Time
+	maxGap := time.Duration(0)
+	for _, f := range files { // names sort in time order
+		info, err := os.Stat(f)
+		require.NoError(t, err)
+		require.Greater(t, info.Size(), int64(minSegmentBytes), "%s is empty", f)
+		n := ffprobeFrames(t, f)
+		require.Positive(t, n, f)
+		start := segmentStart(t, f)
+		if !prevEnd.IsZero() {
+			maxGap = max(maxGap, start.Sub(prevEnd))
+		}
+		prevEnd = start.Add(time.Duration(n) * time.Second / fps)
+	}
+	t.Logf("%d files left, %d deleted by the janitor, longest gap %s", len(files), janitor.Deleted(), maxGap)
+	require.LessOrEqual(t, maxGap, gop+500*time.Millisecond, "the recording misses at most about one GOP")
 }
