@@ -71,6 +71,7 @@ type streamService struct {
 	media   *mediaStore
 	limits  putMediaLimits
 	stats   *streamStatsSet
+	hls     hlsSessions
 	ctx     context.Context
 	cancel  context.CancelFunc
 
