@@ -43,8 +43,13 @@ kvssink:
 dry-run: build testdata kvssink
 	./bin/edgecam dry-run --duration $(DURATION) --out $(OUT)
 
-test: deps testdata kvssink
+test: deps testdata kvssink systemd-check
 	$(GO) test $(TESTFLAGS) ./...
+
+# The service unit: systemd-analyze verify must be silent and the offline security exposure
+# at most 2.5 (printed). Works without systemd as PID 1.
+systemd-check: deps
+	@systemd/check.sh
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -19,6 +19,7 @@ build_pkgs=(
 test_pkgs=(
   libgstrtspserver-1.0-dev
   mosquitto
+  systemd
   chromium
   ffmpeg
   openssl
