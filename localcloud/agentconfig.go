@@ -24,6 +24,8 @@ func (c *Cloud) ConfigureAgent(cfg *config.Config) {
 	cfg.WebRTC.ControlPlane = c.KVSEndpoint()
 	cfg.WebRTC.Loopback = true
 	cfg.WebRTC.STUN = stunOrNone(c.STUNURL()) // localcloud's own: there is no Internet to ask
+	// KVS streams (kvssink's CONTROL_PLANE_URI, the native uploader): the same listener.
+	cfg.Recording.KVS.ControlPlaneURI = c.KVSEndpoint()
 }
 
 // AgentConfig returns an agent configuration (YAML) that provisions through this localcloud
@@ -54,9 +56,13 @@ webrtc:
   # Viewers on this machine (the page at %[11]s/viewer/) need loopback candidates.
   loopback: true
   stun: %[12]s
+recording:
+  kvs:
+    # KVS streams (control plane, PutMedia, the read side) are served by this localcloud.
+    control_plane_uri: %[13]s
 `, c.paths.AgentConfig, q(stateDir), cfg.AWS.Region, q(cfg.IoT.Endpoint), q(cfg.IoT.CACert), q(cfg.Provisioning.ClaimCert),
 		q(cfg.Provisioning.ClaimKey), cfg.Provisioning.Template, q(cfg.Credentials.Endpoint), cfg.Credentials.RoleAlias,
-		q(cfg.WebRTC.ControlPlane), q(cfg.WebRTC.STUN))
+		q(cfg.WebRTC.ControlPlane), q(cfg.WebRTC.STUN), q(cfg.Recording.KVS.ControlPlaneURI))
 }
 
 // WriteAgentConfig writes AgentConfig to DIR/edgecam.yaml unless that file exists already
