@@ -286,9 +286,13 @@ func TestMotionEventsSurviveOutageAndRestart(t *testing.T) {
 }
 
 // TestLiveViewWithoutKVSWritesNoCredentialFile: with KVS recording off, live view serves
-// viewers without waiting for kvssink's credential file, which is not written at all.
+// viewers without waiting for kvssink's credential file, which is not written at all (here
+// it could not be: its directory does not exist).
 func TestLiveViewWithoutKVSWritesNoCredentialFile(t *testing.T) {
-	cloud, a := liveAgent(t, nil)
+	cloud, a := liveAgent(t, func(c *config.Config) {
+		c.Motion.Enabled = false
+		c.Credentials.KVSSinkFile = filepath.Join(t.TempDir(), "missing", "kvssink-credentials")
+	})
 	v, err := dialViewer(t, cloud, "no-kvs")
 	require.NoError(t, err)
 	firstKeyframe(t, v, 15*time.Second)
@@ -301,7 +305,7 @@ func TestLiveViewWithoutKVSWritesNoCredentialFile(t *testing.T) {
 // again within seconds, not at the end of the credentials' hour.
 func TestLiveViewAfterLocalcloudRestart(t *testing.T) {
 	opts := localcloud.Options{AllowSerials: []string{liveThing}, MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t)}
-	cloud, _ := liveAgentWith(t, opts, nil)
+	cloud, _ := liveAgentWith(t, opts, func(c *config.Config) { c.Motion.Enabled = false })
 	opts.Dir = filepath.Dir(cloud.Paths().CA)
 	require.NoError(t, cloud.Close())
 	again, err := localcloud.Open(opts)
