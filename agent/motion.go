@@ -28,8 +28,8 @@ type motionState struct {
 	active bool
 	score  float64
 	events int
-	// sessions are the running motion recordings (recording.mode motion).
-	sessions []context.CancelFunc
+	// sessions are the motion recordings by recorder name (recording.mode motion; see motionrec.go).
+	sessions map[string]*motionSession
 }
 
 // runMotion detects motion on the analysis frames until ctx ends, and acts on its events.
@@ -115,41 +115,6 @@ func (a *Agent) onMotion(ev motion.Event) {
 	}
 	// Queued on disk and delivered in order, through outages and restarts (events.go).
 	a.queueEvent(me)
-}
-
-// startMotionRecordings starts a recording session on every gated recorder, from the
-// keyframe at or before since (the pre-roll, which the hub keeps).
-func (a *Agent) startMotionRecordings(since time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.recordCtx == nil || a.stopping {
-		return
-	}
-	for _, rec := range a.gated {
-		ctx, cancel := context.WithCancel(a.recordCtx)
-		sub := a.recorderSub(rec.Name()+" (motion)", since)
-		a.motion.mu.Lock()
-		a.motion.sessions = append(a.motion.sessions, cancel)
-		a.motion.mu.Unlock()
-		a.recorders.Add(1) // under a.mu, so that it never races the shutdown's Wait
-		go func() {
-			defer a.recorders.Done()
-			if err := rec.Record(ctx, sub); err != nil {
-				a.log.Warn("motion recording failed", zap.String("recorder", rec.Name()), zap.Error(err))
-			}
-		}()
-	}
-}
-
-// stopMotionRecordings ends the running motion recordings; each finalises its file.
-func (a *Agent) stopMotionRecordings() {
-	a.motion.mu.Lock()
-	sessions := a.motion.sessions
-	a.motion.sessions = nil
-	a.motion.mu.Unlock()
-	for _, cancel := range sessions {
-		cancel()
-	}
 }
 
 // MotionActive reports whether a motion event is under way.
