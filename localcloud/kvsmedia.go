@@ -259,12 +259,17 @@ func (s *streamService) putMedia(w http.ResponseWriter, r *http.Request) {
 	s.sessions[st.Name] = sess
 	s.mu.Unlock()
 	defer func() {
-		close(sess.done)
+		// Nothing may touch w once the handler returns: the session leaves the map (end is
+		// only called from it), then is marked ended under its lock (idleLoop checks it).
 		s.mu.Lock()
 		if s.sessions[st.Name] == sess {
 			delete(s.sessions, st.Name)
 		}
 		s.mu.Unlock()
+		sess.mu.Lock()
+		sess.ended = true
+		sess.mu.Unlock()
+		close(sess.done)
 	}()
 	go sess.idleLoop(s.limits.Idle)
 

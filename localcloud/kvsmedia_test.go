@@ -188,7 +188,8 @@ func TestPutMediaRetention(t *testing.T) {
 	pm.write(t, clusters[0])
 	pm.write(t, clusters[1])
 	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
-	pm.w.Close()
+	pm.w.Close() // the end of the body completes the second fragment
+	pm.expectFragment(t, clusterTimecode(t, clusters[1]))
 	require.NoError(t, c.SetKVSClockSkew(0))
 	k, err := c.kvsRunning()
 	require.NoError(t, err)
@@ -198,4 +199,37 @@ func TestPutMediaRetention(t *testing.T) {
 	entries, err := os.ReadDir(filepath.Join(c.Paths().KVSData, "keep"))
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "only the index is left")
+}
+
+// TestPutMediaDotStreamNames: "." and ".." are valid stream names; their fragments stay in
+// their own directories (deleting such a stream deletes nothing else).
+func TestPutMediaDotStreamNames(t *testing.T) {
+	c := start(t, Options{})
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	for _, name := range []string{"..", "."} {
+		createStream(t, c, name, 1)
+		pm := openPutMedia(t, c, name, issuedCreds(c))
+		pm.write(t, header)
+		pm.write(t, clusters[0])
+		pm.write(t, clusters[1])
+		pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+		pm.w.Close()
+	}
+	entries, err := os.ReadDir(c.Paths().KVSData)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.ElementsMatch(t, []string{"%2E", "%2E%2E"}, names)
+	kv := kvsClient(c, c.KVSEndpoint(), viewerCreds(t, c), nil)
+	d, err := kv.DescribeStream(ctxT(t), &kinesisvideo.DescribeStreamInput{StreamName: aws.String("..")})
+	require.NoError(t, err)
+	_, err = kv.DeleteStream(ctxT(t), &kinesisvideo.DeleteStreamInput{StreamARN: d.StreamInfo.StreamARN})
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(c.Paths().KVSData, "%2E"))
+	require.NoError(t, err, "deleting .. left . alone")
+	_, err = os.Stat(c.Paths().KVSStreams)
+	require.NoError(t, err)
 }

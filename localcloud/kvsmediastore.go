@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,14 @@ func newMediaStore(dir string) (*mediaStore, error) {
 	return &mediaStore{dir: dir, streams: map[string]*streamFragments{}, changed: make(chan struct{}), sweep: make(chan struct{}, 1)}, nil
 }
 
-func (m *mediaStore) streamDir(name string) string { return filepath.Join(m.dir, name) }
+// streamDir is where a stream's fragments go; the names "." and ".." (valid stream names)
+// get a directory of their own instead of this one or its parent.
+func (m *mediaStore) streamDir(name string) string {
+	if strings.Trim(name, ".") == "" {
+		name = strings.Repeat("%2E", len(name))
+	}
+	return filepath.Join(m.dir, name)
+}
 
 // loadLocked reads a stream's index once.
 func (m *mediaStore) loadLocked(name string) *streamFragments {
