@@ -83,6 +83,9 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintf(w, "  credentials provider:                     https://%s/role-aliases/%s/credentials\n", cloud.CredentialsEndpoint(), cloud.RoleAlias())
 	fmt.Fprintf(w, "  KVS signaling (control plane, WebSocket): %s\n", cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  live view page:                           %s/viewer/\n", cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  KVS streams (control plane, PutMedia):    %s (kvssink: CONTROL_PLANE_URI=%s)\n", cloud.KVSEndpoint(), cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  KVS stream counters (bytes ingested…):    %s/kvs/streams/ and …/kvs/streams/<name>/stats\n", cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  KVS fragments on disk:                    %s\n", p.KVSData)
 	if stun := cloud.STUNURL(); stun != "" {
 		fmt.Fprintf(w, "  TURN and STUN (UDP):                      %s\n", stun[len("stun:"):])
 	}
