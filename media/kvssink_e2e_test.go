@@ -150,7 +150,9 @@ type e2eFragment struct {
 }
 
 func (f e2eFragment) start() time.Time { return time.UnixMilli(int64(f.Producer*1000 + 0.5)) }
-func (f e2eFragment) end() time.Time   { return f.start().Add(time.Duration(f.LengthMs) * time.Millisecond) }
+func (f e2eFragment) end() time.Time {
+	return f.start().Add(time.Duration(f.LengthMs) * time.Millisecond)
+}
 
 func (w *kvsWorld) fragments(stream string) []e2eFragment {
 	var out struct{ Fragments []e2eFragment }
