@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-deps.sh installs the Debian packages edgecam needs to build, test and dry-run.
 # It is idempotent: it installs only what is missing, says what it installs, and works
-# as root or through sudo. Set DEPS_SET=build|test|all to choose a set (default all).
+# as root or through sudo. Set DEPS_SET=build|test|cross|all to choose a set (default all;
+# cross is build plus the ARM cross-build and image tools).
 set -euo pipefail
 
 build_pkgs=(
@@ -24,11 +25,22 @@ test_pkgs=(
   ffmpeg
   openssl
 )
+# Cross-built ARM .debs (make deb ARCH=arm64|armhf, make cross-check) and the factory image
+# flow: sysroots, Debian's cross compilers, qemu-user, image partitions.
+cross_pkgs=(
+  mmdebstrap
+  gcc-aarch64-linux-gnu
+  gcc-arm-linux-gnueabihf
+  qemu-user-static
+  binfmt-support
+  fdisk
+)
 
 case "${DEPS_SET:-all}" in
   build) wanted=("${build_pkgs[@]}") ;;
+  cross) wanted=("${build_pkgs[@]}" "${cross_pkgs[@]}") ;;
   test | all) wanted=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "install-deps: DEPS_SET must be build, test or all (got '${DEPS_SET}')" >&2; exit 2 ;;
+  *) echo "install-deps: DEPS_SET must be build, test, cross or all (got '${DEPS_SET}')" >&2; exit 2 ;;
 esac
 
 # Node.js runs AWS's own JavaScript SDKs against localcloud in the tests. Machines that

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test-rootfs.sh makes (or finds in its cache) a Debian root file system standing in for a
+# Raspberry Pi OS image in the factory tests: mmdebstrap minbase of the given architecture
+# with systemd and the package's dependencies (its Depends, without versions) installed,
+# maintainer scripts run under qemu-user. Prints its path on stdout.
+#
+# usage: packaging/image/test-rootfs.sh ARCH DEB
+# Environment: SUITE, MIRROR, SYSROOT_CACHE as for scripts/cross-sysroot.sh.
+set -euo pipefail
+arch=${1:?usage: test-rootfs.sh ARCH DEB}
+deb=${2:?usage: test-rootfs.sh ARCH DEB}
+suite=${SUITE:-bookworm}
+mirror=${MIRROR:-http://deb.debian.org/debian}
+# "a (>= 1), b | c" -> "a,b,systemd"
+deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep -v '^$' | sort -u | paste -sd, -)
+pkgs="systemd,$deps"
+key=$(printf '%s\n' "$arch" "$suite" "$mirror" "$pkgs" | sha256sum | cut -c1-12)
+cache=${SYSROOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgecam/sysroots}
+dir=$cache/rootfs-$arch-$suite-$key
+if [ -f "$dir.complete" ]; then
+  echo "$dir"
+  exit 0
+fi
+mkdir -p "$cache"
+rm -rf "$dir"
+echo "test-rootfs: making a $arch $suite root file system with $pkgs" >&2
+mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" --include="$pkgs" \
+  "$suite" "$dir" "$mirror" >&2
+touch "$dir.complete"
+echo "$dir"
