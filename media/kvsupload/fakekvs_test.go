@@ -28,6 +28,8 @@ type fakeKVS struct {
 	stored    []storedFragment // PERSISTED fragments, in order, duplicates included
 	errorFor  map[int64]int    // cluster timecode → ErrorId answered once instead of PERSISTED
 	silent    bool             // new connections acknowledge and store nothing
+	loseAck   map[int64]bool   // cluster timecode → stored, then the connection breaks before PERSISTED
+	lists     int
 	conns     int
 	headers   int // track headers received
 	changed   chan struct{}
@@ -61,6 +63,7 @@ func (f *fakeKVS) serve(ln net.Listener) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"DataEndpoint": f.URL()})
 	})
 	mux.HandleFunc("/putMedia", f.putMedia)
+	mux.HandleFunc("/listFragments", f.listFragments)
 	srv := &http.Server{Handler: mux}
 	f.mu.Lock()
 	f.srv = srv
@@ -157,6 +160,10 @@ func (f *fakeKVS) putMedia(w http.ResponseWriter, r *http.Request) {
 			f.stored = append(f.stored, c)
 		}
 		f.mu.Unlock()
+		if f.loseAckFor(c.Timecode) {
+			f.signal()
+			panic(http.ErrAbortHandler) // stored, but the acknowledgement never leaves
+		}
 		if bad {
 			send(map[string]any{"EventType": "ERROR", "FragmentTimecode": c.Timecode, "ErrorId": id})
 		} else {
@@ -269,4 +276,35 @@ func readVintSize(r *bufio.Reader) (int, bool, error) {
 		all = all && c == 0xFF
 	}
 	return int(v), all, nil
+}
+
+func (f *fakeKVS) loseAckFor(tc int64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	lose := f.loseAck[tc]
+	delete(f.loseAck, tc)
+	return lose
+}
+
+func (f *fakeKVS) listFragments(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		FragmentSelector struct {
+			TimestampRange struct{ StartTimestamp, EndTimestamp float64 }
+		}
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		f.awsError(w, http.StatusBadRequest, "InvalidArgumentException", err.Error())
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	list := []map[string]any{}
+	for _, s := range f.stored {
+		ts := float64(s.Timecode) / 1000
+		if ts >= in.FragmentSelector.TimestampRange.StartTimestamp && ts <= in.FragmentSelector.TimestampRange.EndTimestamp {
+			list = append(list, map[string]any{"FragmentNumber": fmt.Sprint(s.Timecode), "ProducerTimestamp": ts})
+		}
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"Fragments": list})
 }

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,6 +64,11 @@ type UploaderOptions struct {
 	RenewBefore   time.Duration // zero: 2 min
 	// MaxInFlight bounds the fragments sent but not yet PERSISTED. Zero: 20.
 	MaxInFlight int
+	// Deduplicate asks ListFragments, before fragments that may already have reached KVS are
+	// sent again (after a lost connection or a restart), which of them KVS stored, and skips
+	// those: a lost PERSISTED acknowledgement then costs no duplicate. Needs
+	// kinesisvideo:ListFragments; without it (or on any error) fragments are simply sent again.
+	Deduplicate bool
 	// MaxBackoff caps the wait between failed connections. Zero: 30 s.
 	MaxBackoff time.Duration
 	// FinishTimeout bounds the wait for the last acknowledgements when Run stops. Zero: 10 s.
@@ -78,6 +86,7 @@ type UploaderStats struct {
 	SentFragments  uint64 // fragments written to PutMedia (resends included)
 	SentBytes      int64
 	Resent         uint64 // fragments sent again after a lost connection or a retryable error
+	AlreadyStored  uint64 // fragments found in KVS by ListFragments and not sent again
 	Persisted      uint64
 	Skipped        uint64 // fragments KVS refused for good (logged)
 	Acks           map[string]uint64
@@ -104,6 +113,8 @@ type Uploader struct {
 	ready   bool // the stream is known to exist
 	retries map[uint64]int
 	pace    pacer
+	checked bool // the spool's start was checked against ListFragments once
+	noList  bool // ListFragments failed: do not try again
 }
 
 // NewUploader checks the options.
@@ -355,6 +366,7 @@ func (u *Uploader) session(ctx context.Context) error {
 		renewAt = latest(creds.Expires.Add(-u.opts.RenewBefore), now.Add(30*time.Second))
 	}
 
+	u.skipStored(ctx, creds)
 	// The first fragment decides the track header of this connection.
 	first, err := u.waitFragment(ctx, 0, nil, 0)
 	if err != nil {
@@ -841,4 +853,117 @@ func latest(ts ...time.Time) time.Time {
 		}
 	}
 	return m
+}
+
+// skipStored marks as done the waiting fragments that KVS already stored: those sent on a lost
+// connection, and after a restart the first MaxInFlight of the spool (the previous run may
+// have sent them). It asks ListFragments for their timecode range.
+func (u *Uploader) skipStored(ctx context.Context, creds aws.Credentials) {
+	u.mu.Lock()
+	if !u.opts.Deduplicate || u.noList {
+		u.mu.Unlock()
+		return
+	}
+	restart := !u.checked
+	var candidates []FragmentInfo
+	after := uint64(0)
+	for len(candidates) < u.opts.MaxInFlight {
+		info, ok := u.opts.Spool.Next(after)
+		if !ok || !restart && u.retries[info.Seq] == 0 {
+			break
+		}
+		candidates = append(candidates, info)
+		after = info.Seq
+	}
+	u.mu.Unlock()
+	if len(candidates) == 0 {
+		u.checked = true
+		return
+	}
+	stored, err := u.listFragments(ctx, creds, candidates[0].Timecode, candidates[len(candidates)-1].Timecode)
+	if err != nil {
+		u.mu.Lock()
+		u.noList = true
+		u.mu.Unlock()
+		u.log.Info("ListFragments unavailable: fragments that may have reached KVS are sent again (possible duplicates)", zap.Error(err))
+		return
+	}
+	u.checked = true
+	for _, c := range candidates {
+		if !stored[c.Timecode] {
+			continue
+		}
+		if err := u.opts.Spool.Done(c.Seq); err != nil {
+			u.log.Warn("spool", zap.Error(err))
+			return
+		}
+		u.mu.Lock()
+		u.stats.AlreadyStored++
+		delete(u.retries, c.Seq)
+		u.mu.Unlock()
+		u.log.Info("fragment already in KVS (its acknowledgement was lost): not sent again", zap.Uint64("seq", c.Seq), zap.Int64("timecode", c.Timecode))
+	}
+}
+
+// listFragments returns the producer timecodes (ms) KVS holds between from and to.
+func (u *Uploader) listFragments(ctx context.Context, creds aws.Credentials, from, to int64) (map[int64]bool, error) {
+	out, err := u.kv.GetDataEndpoint(ctx, &kinesisvideo.GetDataEndpointInput{StreamName: aws.String(u.opts.StreamName), APIName: kvtypes.APINameListFragments})
+	if err != nil {
+		return nil, err
+	}
+	endpoint := strings.TrimSuffix(aws.ToString(out.DataEndpoint), "/") + "/listFragments"
+	stored := map[int64]bool{}
+	next := ""
+	for range 100 {
+		in := map[string]any{"StreamName": u.opts.StreamName, "MaxResults": 1000,
+			"FragmentSelector": map[string]any{"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+				"TimestampRange": map[string]any{"StartTimestamp": float64(from) / 1000, "EndTimestamp": float64(to+1) / 1000}}}
+		if next != "" {
+			in = map[string]any{"StreamName": u.opts.StreamName, "NextToken": next, "MaxResults": 1000}
+		}
+		body, _ := json.Marshal(in)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		req, err := http.NewRequestWithContext(rctx, http.MethodPost, endpoint, bytes.NewReader(body))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		sum := sha256.Sum256(body)
+		if err := u.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "kinesisvideo", u.opts.Region, u.opts.Now()); err != nil {
+			cancel()
+			return nil, err
+		}
+		resp, err := u.http.Do(req)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("ListFragments: HTTP %d %s: %s", resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), bytes.TrimSpace(b))
+		}
+		var res struct {
+			Fragments []struct {
+				ProducerTimestamp float64 `json:"ProducerTimestamp"`
+			} `json:"Fragments"`
+			NextToken string `json:"NextToken"`
+		}
+		if err := json.Unmarshal(b, &res); err != nil {
+			return nil, fmt.Errorf("ListFragments: %w", err)
+		}
+		for _, f := range res.Fragments {
+			stored[int64(math.Round(f.ProducerTimestamp*1000))] = true
+		}
+		if res.NextToken == "" {
+			return stored, nil
+		}
+		next = res.NextToken
+	}
+	return stored, nil
 }

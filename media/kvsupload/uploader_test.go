@@ -175,8 +175,10 @@ func TestUploaderErrorIDs(t *testing.T) {
 				case <-time.After(30 * time.Second):
 					t.Fatal("the uploader did not stop on ErrorId 4008")
 				}
-				require.Len(t, r.fake.Stored(), tc.stored)
-				require.Equal(t, 4, r.spool.Stats().Fragments, "what was not persisted stays in the spool")
+				stored := storedTimecodes(r.fake.Stored())
+				require.Equal(t, timecodes(frags[:2]), stored[:2])
+				require.NotContains(t, stored, frags[2].Timecode)
+				require.EqualValues(t, len(frags), r.up.Stats().Persisted+uint64(r.spool.Stats().Fragments), "what was not acknowledged as persisted stays in the spool")
 				return
 			}
 			got := r.waitStored(tc.stored, 30*time.Second)
@@ -315,3 +317,43 @@ func TestUploaderMissingStreamIsFatal(t *testing.T) {
 }
 
 var _ = media.AccessUnit{}
+
+func TestUploaderLostAcknowledgement(t *testing.T) {
+	tests := []struct {
+		name        string
+		deduplicate bool
+		duplicates  int
+	}{
+		{"ListFragments finds the stored fragment: no duplicate", true, 0},
+		{"without ListFragments the fragment is stored twice", false, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			frags := realFragments(t, 6, "320x240")
+			r := newRig(t, func(o *UploaderOptions) { o.Deduplicate = tc.deduplicate })
+			r.fake.loseAck = map[int64]bool{frags[2].Timecode: true}
+			appendAll(t, r.spool, frags)
+			r.run()
+			got := r.waitStored(len(frags)+tc.duplicates, 30*time.Second)
+			require.Eventually(t, func() bool { return r.spool.Stats().Fragments == 0 }, 10*time.Second, 10*time.Millisecond)
+			require.Len(t, r.fake.Stored(), len(frags)+tc.duplicates)
+			require.ElementsMatch(t, timecodes(frags), uniq(storedTimecodes(got)))
+			if tc.deduplicate {
+				require.Equal(t, timecodes(frags), storedTimecodes(got), "in order, once")
+				require.EqualValues(t, 1, r.up.Stats().AlreadyStored)
+			}
+		})
+	}
+}
+
+func uniq(v []int64) []int64 {
+	seen := map[int64]bool{}
+	var out []int64
+	for _, x := range v {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
