@@ -108,10 +108,14 @@ func New(opts Options) (*Agent, error) {
 	a.metrics = newMetrics(a)
 	rec := cfg.Recording
 	if rec.Mode != config.RecordOff && rec.KVS.Enabled {
-		if media.KVSAvailable() {
+		found, err := findKVSSink(cfg, log.Named("kvs"))
+		if err != nil {
+			return nil, err
+		}
+		if found {
 			a.kvsWanted = true
 		} else {
-			log.Warn("recording.kvs.enabled, but the kvssink GStreamer element is not installed (see README: Kinesis Video Streams): recording local segments instead",
+			log.Warn("recording.kvs.enabled, but the kvssink GStreamer element is not installed (build it with scripts/build-kvssink.sh and set recording.kvs.plugin_dir; see README: Kinesis Video Streams): recording local segments instead",
 				zap.String("recordings", cfg.RecordingsDir()))
 			rec.Local.Enabled = true
 		}

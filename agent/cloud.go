@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/iot"
-	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/provisioning"
 	"go.uber.org/zap"
 )
@@ -328,17 +326,11 @@ func (l *cloudLink) startKVS(ctx context.Context, dev *device, fileReady chan st
 			return
 		}
 	}
-	id, store := dev.id, dev.store
 	stream := k.StreamName
 	if stream == "" {
-		stream = id.ThingName
+		stream = dev.id.ThingName
 	}
-	host, _, _ := strings.Cut(cfg.Credentials.Endpoint, ":")
-	rec, err := media.NewKVSRecorder(media.KVSOptions{
-		Config: k, StreamName: stream, Region: cfg.AWS.Region, CredentialFile: cfg.KVSSinkCredentialFile(),
-		IoTEndpoint: host, CertPath: store.CertPath(), KeyPath: store.KeyPath(id), CAPath: store.CAPath(),
-		RoleAlias: cfg.Credentials.RoleAlias, ThingName: id.ThingName,
-	}, a.log.Named("kvs"))
+	rec, err := a.newKVSRecorder(ctx, dev, stream)
 	if err != nil {
 		a.log.Error("KVS recording not started", zap.Error(err))
 		return

@@ -309,6 +309,15 @@ type KVS struct {
 	Auth             string        `yaml:"auth"`
 	// ControlPlaneURI points kvssink at another control plane (CONTROL_PLANE_URI).
 	ControlPlaneURI string `yaml:"control_plane_uri"`
+	// CACert is the CA file kvssink trusts for an https:// control plane
+	// (KVSSINK_CA_CERT_PATH); empty: iot.ca_cert when control_plane_uri is https://.
+	CACert string `yaml:"ca_cert"`
+	// PluginDir holds libgstkvssink.so; empty: next to the binary, then GStreamer's path.
+	PluginDir string `yaml:"plugin_dir"`
+	// StartupTimeout bounds kvssink's wait for its first fragment acknowledgement.
+	StartupTimeout time.Duration `yaml:"startup_timeout"`
+	// CreateStream lets kvssink (and the agent) create the stream when it does not exist.
+	CreateStream bool `yaml:"create_stream"`
 }
 
 // Default returns the configuration used for every key the user does not set.
@@ -351,7 +360,7 @@ func Default() Config {
 			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV,
 				MaxAge: 7 * 24 * time.Hour, MaxSharePercent: 50, MinFreeBytes: 512 * MiB},
 			KVS: KVS{StorageSizeMB: 128, FragmentDuration: 2 * time.Second, RetentionHours: 24,
-				StreamingType: "realtime", Auth: KVSAuthCredentialFile},
+				StreamingType: "realtime", Auth: KVSAuthCredentialFile, StartupTimeout: 30 * time.Second, CreateStream: true},
 		},
 	}
 }

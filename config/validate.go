@@ -129,6 +129,10 @@ func (cfg *Config) Validate() Problems {
 	c.intRange("recording.kvs.retention_hours", kvs.RetentionHours, 0, 87600)
 	c.oneOf("recording.kvs.streaming_type", kvs.StreamingType, StreamingTypes)
 	c.oneOf("recording.kvs.auth", kvs.Auth, KVSAuths)
+	c.durRange("recording.kvs.startup_timeout", kvs.StartupTimeout, 5*time.Second, 10*time.Minute)
+	if u := kvs.ControlPlaneURI; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		c.add("recording.kvs.control_plane_uri", "%q: use an http:// or https:// URL", u)
+	}
 	if kvs.Enabled && cfg.IoT.Endpoint == "" {
 		c.add("recording.kvs.enabled", "needs the device identity: set iot.endpoint (and credentials.endpoint)")
 	} else if kvs.Enabled && kvs.Auth == KVSAuthCredentialFile && cfg.Credentials.Endpoint == "" {

@@ -73,6 +73,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		c.Recording.Mode = f.recording
 		cloud.ConfigureAgent(c)
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
+		dryRunKVS(c, cloud) // into localcloud's KVS through kvssink when it is built
 		if video != "" {
 			c.Media.Source.Kind, c.Media.Source.Path, c.Media.Source.Loop = config.SourceFile, video, true
 		} else {
@@ -119,7 +120,11 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		fmt.Fprintf(w, "  video:       synthetic test pattern %dx%d at %d fps (encoded by media.encoder); run make testdata for the test clip\n",
 			cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate)
 	}
-	fmt.Fprintf(w, "  recordings:  %s (%s segments of %s, %s)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment, cfg.Recording.Mode)
+	if cfg.Recording.KVS.Enabled {
+		printKVSWhere(w, cfg, cloud, "")
+	} else {
+		fmt.Fprintf(w, "  recordings:  %s (%s segments of %s, %s; make kvssink to record into localcloud's KVS instead)\n", cfg.RecordingsDir(), cfg.Recording.Local.Format, cfg.Recording.Local.Segment, cfg.Recording.Mode)
+	}
 	fmt.Fprintf(w, "  state:       %s\n", cfg.StateDir)
 	fmt.Fprintf(w, "  localcloud:  MQTT %s, credentials %s, KVS signaling %s (files in %s)\n", cloud.MQTTEndpoint(), cloud.CredentialsEndpoint(), cloud.KVSEndpoint(), filepath.Join(out, "localcloud"))
 	if cfg.WebRTC.Enabled {
@@ -148,6 +153,9 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		fmt.Fprintf(w, "dry-run: device provisioned through localcloud as %s (identity in %s)\n", thing, cfg.StateDir)
 	}
 	fmt.Fprintf(w, "dry-run: %d motion events (%d messages) received on the broker\n", events.Load(), messages.Load())
+	if cfg.Recording.KVS.Enabled {
+		printKVSWhere(w, cfg, cloud, a.Thing())
+	}
 	files := a.Recordings()
 	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())
 	for _, file := range files {
