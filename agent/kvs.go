@@ -109,7 +109,7 @@ func kvsPreflight(cfg config.Config, dev *device, creds func() aws.CredentialsPr
 	k := cfg.Recording.KVS
 	pool := dev.pool
 	client := kinesisvideo.New(kinesisvideo.Options{
-		Region:      cfg.AWS.Region,
+		Region: cfg.AWS.Region,
 		Credentials: aws.CredentialsProviderFunc(func(ctx context.Context) (aws.Credentials, error) {
 			p := creds()
 			if p == nil {
