@@ -275,13 +275,20 @@ func SegmentDescription(dir string, segment time.Duration, format string) (strin
 	var muxer string
 	switch format {
 	case config.FormatMKV:
-		muxer = "matroskamux"
+		// Matroska is written front to back: a file cut short plays up to its last cluster.
+		muxer = "muxer-factory=matroskamux"
 	case config.FormatMP4:
-		muxer = "mp4mux"
+		// Fragmented MP4 (moov first, then a moof+mdat fragment every second): a file cut
+		// short plays up to its last complete fragment, where a plain MP4 has no moov and
+		// does not play at all.
+		muxer = fmt.Sprintf(`muxer-factory=mp4mux muxer-properties="properties,fragment-duration=(uint)%d"`, mp4FragmentMillis)
 	default:
-		return "", fmt.Errorf("recording.local.format %q is not supported", format)
+		return "", fmt.Errorf("recording.local.format %q is not supported: use mkv or mp4", format)
 	}
-	return fmt.Sprintf("%s ! h264parse ! splitmuxsink name=%s max-size-time=%d muxer-factory=%s location=%s",
+	// splitmuxsink applies muxer- and sink-properties only with async-finalize. The file
+	// sink writes each buffer through (no 64 KiB of user-space buffer that a crash loses).
+	return fmt.Sprintf("%s ! h264parse ! splitmuxsink name=%s max-size-time=%d async-finalize=true %s "+
+		`sink-factory=filesink sink-properties="properties,buffer-mode=(int)2" location=%s`,
 		appsrcH264, SegmentMux, segment.Nanoseconds(), muxer, quote(dir+"/segment-%05d."+format)), nil
 }
 
@@ -290,6 +297,9 @@ func SegmentDescription(dir string, segment time.Duration, format string) (strin
 // hub's policy for a subscriber that falls behind (drop to the next keyframe, counted)
 // bounds the rest. A stalled card or sink never grows memory.
 const RecorderQueueBytes = 1 << 20
+
+// mp4FragmentMillis is the length of an MP4 segment's fragments: what a power cut may lose.
+const mp4FragmentMillis = 1000
 
 // appsrcH264 feeds a recording pipeline from the Hub.
 var appsrcH264 = "appsrc name=" + RecorderSrc + " format=time is-live=true do-timestamp=false " +

@@ -157,6 +157,7 @@ func TestSegmentDescription(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, desc, "max-size-time=10000000000")
 	require.Contains(t, desc, "muxer-factory=mp4mux")
+	require.Contains(t, desc, "fragment-duration=(uint)1000", "fragmented: playable after a power cut")
 	_, err = gst.Parse(desc, gst.Options{})
 	require.NoError(t, err)
 	_, err = SegmentDescription("/rec", time.Second, "avi")

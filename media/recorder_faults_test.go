@@ -313,3 +313,37 @@ func TestDiskFullMidSegment(t *testing.T) {
 	t.Logf("%d files left, %d deleted by the janitor, longest gap %s", len(files), janitor.Deleted(), maxGap)
 	require.LessOrEqual(t, maxGap, gop+500*time.Millisecond, "the recording misses at most about one GOP")
 }
+
+// TestOpenSegmentPlaysAfterPowerCut copies a segment while it is being written, as a power
+// cut would leave it: it must play up to its last complete part (Matroska: cluster; MP4: 1 s
+// fragment). A plain MP4 has its index (moov) only at the end and would not play at all.
+func TestOpenSegmentPlaysAfterPowerCut(t *testing.T) {
+	for _, format := range []string{config.FormatMKV, config.FormatMP4} {
+		t.Run(format, func(t *testing.T) {
+			hub := NewHub(HubOptions{})
+			src := encodedSource(t, hub, 30, time.Second, 500)
+			dir := filepath.Join(t.TempDir(), "recordings")
+			rec, err := NewSegmentRecorder(SegmentOptions{Dir: dir, Segment: 30 * time.Second, Format: format})
+			require.NoError(t, err)
+			sub := hub.Subscribe(SubscribeOptions{Name: "recorder", QueueFrames: 480})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			srcDone := make(chan error, 1)
+			go func() { srcDone <- src.Run(ctx) }()
+			recDone := make(chan error, 1)
+			go func() { recDone <- rec.Record(context.Background(), sub) }()
+			defer func() { cancel(); <-srcDone; sub.Close(); <-recDone }()
+
+			require.Eventually(t, func() bool { return len(rec.Files()) == 1 }, 20*time.Second, 20*time.Millisecond)
+			start := src.FrameCount()
+			require.Eventually(t, func() bool { return src.FrameCount() > start+120 }, 20*time.Second, 20*time.Millisecond)
+			data, err := os.ReadFile(rec.Files()[0])
+			require.NoError(t, err)
+			cut := filepath.Join(t.TempDir(), "cut."+format)
+			require.NoError(t, os.WriteFile(cut, data, 0o600))
+			n := ffprobeFrames(t, cut)
+			t.Logf("%s cut after %d frames: %d bytes, %d frames play", format, src.FrameCount(), len(data), n)
+			require.GreaterOrEqual(t, n, 30, "at least a second plays")
+		})
+	}
+}
