@@ -72,9 +72,11 @@ const (
 	// spread and stop counting.
 	flickerSigmas2 = 9
 	// Sensitivity maps geometrically onto these ends: at 0 a block must change by 40 grey
-	// levels and a region must cover 1% of the area; at 1, 5 grey levels and 0.04%.
+	// levels and a region must cover 0.4% of the area; at 1, 5 grey levels and 0.006% (a
+	// single block of a 320x180 frame). Persistence, not size, keeps noise out, so that a
+	// distant person is seen.
 	diffLeast, diffMost = 40.0, 5.0
-	areaLeast, areaMost = 0.01, 0.0004
+	areaLeast, areaMost = 0.004, 0.0000625
 	// minLearnRate keeps the fixed-point background update able to move at all.
 	minLearnRate = 0.001
 	// maxSide bounds frame sides; motion runs on small frames and the block sums are 32-bit.
@@ -95,9 +97,9 @@ type Options struct {
 	// Sensitivity in (0, 1] derives every threshold: higher detects smaller and fainter
 	// motion and never detects less. From 0 to 1 a block's mean must change by 40 down to
 	// 5 grey levels (never less than five times the noise measured in the frame), and a
-	// region must cover 1% down to 0.04% of the unmasked area. Zero selects
-	// DefaultSensitivity (about 14 grey levels and 0.2%); use a small value such as 0.01
-	// for the least sensitive setting.
+	// region must cover 0.4% down to 0.006% of the unmasked area. Zero selects
+	// DefaultSensitivity (about 14 grey levels and 0.05%, 2 blocks of a 320x180 frame);
+	// use a small value such as 0.01 for the least sensitive setting.
 	Sensitivity float64
 	// LearnRate in [0.001, 1] is how fast the background follows the scene per frame (0.05
 	// forgets an old background in about 20 frames). Zero selects DefaultLearnRate. Blocks
@@ -474,21 +476,24 @@ func (d *Detector) classify(shift, thr int32) {
 }
 
 // learn updates the background and the flicker of every block: at the full rate where
-// nothing changed or a region was only re-lit, four times slower where something changed,
-// and the flicker not at all inside moving regions.
+// nothing changed, four times faster where a region was only re-lit, four times slower
+// where something else changed, and the flicker not at all inside moving or re-lit regions.
 func (d *Detector) learn() {
 	res, bg, vari := d.res, d.bg, d.vari
 	changed, label := d.blobs.changed, d.blobs.label
 	lut := &d.tone.lut
-	kind := d.blobs.kind
+	kind, lit := d.blobs.kind, d.blobs.lit
 	for _, sp := range d.runs {
 		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
 		bs = bs[:len(rs)]
 		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
 		vs, cs = vs[:len(rs)], cs[:len(rs)]
-		ls := label[sp.from:sp.to]
-		ls = ls[:len(rs)]
+		ls, lt := label[sp.from:sp.to], lit[sp.from:sp.to]
+		ls, lt = ls[:len(rs)], lt[:len(rs)]
 		for k, raw := range rs {
+			if lt[k] > 0 {
+				lt[k]--
+			}
 			if raw == invalid {
 				continue
 			}
@@ -498,6 +503,9 @@ func (d *Detector) learn() {
 			if cs[k] != 0 {
 				switch kind[ls[k]] {
 				case kindLight:
+					lt[k] = litFrames
+					// Light comes and goes: follow it fast, and it is no flicker.
+					rate, learnVar = min(rateOne, 4*d.rate), false
 				case kindMoving:
 					rate, learnVar = d.fgRate, false
 				default:

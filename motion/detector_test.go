@@ -151,10 +151,10 @@ func TestThresholdsFollowSensitivity(t *testing.T) {
 		sensitivity float64
 		diff, area  float64
 	}{
-		{0, 14.125, 0.002}, // default, 0.5
-		{0.5, 14.125, 0.002},
-		{1, 5, 0.0004},
-		{1e-9, 40, 0.01},
+		{0, 14.125, 0.0005}, // default, 0.5
+		{0.5, 14.125, 0.0005},
+		{1, 5, 0.0000625},
+		{1e-9, 40, 0.004},
 	}
 	for _, tt := range tests {
 		d, err := NewDetector(Options{Sensitivity: tt.sensitivity})

@@ -54,7 +54,7 @@ func ExampleDetector() {
 	// Output:
 	// empty        warmup=false motion=false illumination=false area=0.0000 score=0.00
 	// square       warmup=false motion=false illumination=false area=0.0000 score=0.49
-	// square moved warmup=false motion=true  illumination=false area=0.0124 score=0.86
+	// square moved warmup=false motion=true  illumination=false area=0.0124 score=0.95
 	// in the mask  warmup=false motion=false illumination=false area=0.0000 score=0.00
 	// lights on    warmup=false motion=false illumination=true  area=0.0000 score=0.00
 	// lit, empty   warmup=false motion=false illumination=false area=0.0000 score=0.00

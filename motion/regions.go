@@ -13,13 +13,17 @@ const (
 // Re-lighting test: a region whose log-brightness ratio to the background varies from
 // block to block by less than lightRough of the background's own block-to-block texture,
 // with at least lightTexture of texture (in 1/1024 of a natural log) per pair, lightBlocks
-// blocks and as many unclipped pairs of neighbouring blocks as blocks to judge by, is the background under other light.
+// blocks and half as many unclipped pairs of neighbouring blocks as blocks to judge by, is the background under other light.
 const (
 	lightRough   = 0.5
 	lightTexture = 60
-	lightBlocks  = 6
-	// clipped block means (1/16 grey level) say nothing about the light's ratio.
-	clipped = 250 * unit
+	lightBlocks  = 12
+	// Bright block means (1/16 grey level) have clipped pixels, whose ratio says nothing
+	// about the light.
+	clipped = 200 * unit
+	noRatio = math.MinInt32 / 4
+	// litFrames is how long a block is remembered as re-lit.
+	litFrames = 10
 )
 
 // blobs groups the changed blocks of a frame into 8-connected regions with a union-find
@@ -38,6 +42,15 @@ type blobs struct {
 	kind           []uint8
 	// logt[v] is 1024·ln(1 + v/16) for a block mean v in 1/16 grey level.
 	logt []int32
+	// Per block: the log ratio to the background (or noRatio when clipped) and the
+	// background's log.
+	lr, lb []int32
+	// lit counts down the frames since a block was last in a re-lit region; per region,
+	// litN counts its blocks lit lately. A new region mostly made of them is what is left
+	// of the light as it fades (highlights that clipped leave a pattern that looks like
+	// texture).
+	lit  []uint8
+	litN []int32
 }
 
 func newBlobs(bw, bh int) blobs {
@@ -50,6 +63,8 @@ func newBlobs(bw, bh int) blobs {
 		rough: make([]int64, nb), tex: make([]int64, nb), pairs: make([]int32, nb),
 		kind: make([]uint8, nb),
 		logt: make([]int32, 256*unit),
+		lr:   make([]int32, nb), lb: make([]int32, nb),
+		lit: make([]uint8, nb), litN: make([]int32, nb),
 	}
 	for v := range b.logt {
 		b.logt[v] = int32(math.Round(1024 * math.Log1p(float64(v)/unit)))
@@ -110,16 +125,6 @@ func (b *blobs) findRegions(d *Detector) {
 	}
 	b.count = 0
 	res, bg, logt := d.res, d.bg, b.logt
-	// ratio returns the log ratio of a block's mean to its background and the log of the
-	// background, or ok false when either is clipped.
-	ratio := func(k int) (l, lb int32, ok bool) {
-		bv := min(max(bg[k]>>bgFrac, 0), 255*unit)
-		cur := min(max(res[k]+bv, 0), 255*unit)
-		if bv >= clipped || cur >= clipped {
-			return 0, 0, false
-		}
-		return logt[cur] - logt[bv], logt[bv], true
-	}
 	for by := range bh {
 		row := by * bw
 		for bx := range bw {
@@ -133,7 +138,7 @@ func (b *blobs) findRegions(d *Detector) {
 				id = int32(b.count)
 				b.count++
 				b.n[id], b.strong[id], b.pairs[id] = 0, 0, 0
-				b.rough[id], b.tex[id] = 0, 0
+				b.rough[id], b.tex[id], b.litN[id] = 0, 0, 0
 				b.x0[id], b.y0[id], b.x1[id], b.y1[id] = int32(bx), int32(by), int32(bx+1), int32(by+1)
 				b.kind[id] = kindOther
 			} else {
@@ -144,23 +149,41 @@ func (b *blobs) findRegions(d *Detector) {
 			if ch[k] == 2 {
 				b.strong[id]++
 			}
+			if b.lit[k] > 0 {
+				b.litN[id]++
+			}
 			b.x0[id] = min(b.x0[id], int32(bx))
 			b.x1[id] = max(b.x1[id], int32(bx+1))
 			b.y1[id] = max(b.y1[id], int32(by+1))
-			l, lb, ok := ratio(k)
-			if !ok {
+			// The log ratio of the block to its background, and the background's log.
+			bv := min(max(bg[k]>>bgFrac, 0), 255*unit)
+			cur := min(max(res[k]+bv, 0), 255*unit)
+			if bv >= clipped || cur >= clipped {
+				b.lr[k] = noRatio
 				continue
 			}
-			for _, nk := range [2]int{k + 1, k + bw} {
-				if (nk == k+1 && bx+1 >= bw) || nk >= len(ch) || ch[nk] == 0 {
-					continue
-				}
-				l2, lb2, ok := ratio(nk)
-				if !ok {
-					continue
-				}
-				b.rough[id] += int64(abs(l - l2))
-				b.tex[id] += int64(abs(lb - lb2))
+			b.lr[k], b.lb[k] = logt[cur]-logt[bv], logt[bv]
+		}
+	}
+	// Curvature of the log ratio along rows and columns of three changed blocks, against
+	// the curvature of the background's texture: light that varies smoothly over the
+	// picture has next to none.
+	for by := range bh {
+		row := by * bw
+		for bx := range bw {
+			k := row + bx
+			if ch[k] == 0 || b.lr[k] == noRatio {
+				continue
+			}
+			id := b.label[k]
+			if bx > 0 && bx+1 < bw && ch[k-1] != 0 && ch[k+1] != 0 && b.lr[k-1] != noRatio && b.lr[k+1] != noRatio {
+				b.rough[id] += int64(abs(b.lr[k-1] - 2*b.lr[k] + b.lr[k+1]))
+				b.tex[id] += int64(abs(b.lb[k-1] - 2*b.lb[k] + b.lb[k+1]))
+				b.pairs[id]++
+			}
+			if by > 0 && by+1 < bh && ch[k-bw] != 0 && ch[k+bw] != 0 && b.lr[k-bw] != noRatio && b.lr[k+bw] != noRatio {
+				b.rough[id] += int64(abs(b.lr[k-bw] - 2*b.lr[k] + b.lr[k+bw]))
+				b.tex[id] += int64(abs(b.lb[k-bw] - 2*b.lb[k] + b.lb[k+bw]))
 				b.pairs[id]++
 			}
 		}
@@ -169,8 +192,9 @@ func (b *blobs) findRegions(d *Detector) {
 		switch {
 		case b.n[id] == 1 && b.strong[id] == 0:
 			b.kind[id] = kindSpeck
-		case b.n[id] >= lightBlocks && b.pairs[id] >= b.n[id] && b.tex[id] >= int64(b.pairs[id])*lightTexture &&
-			float64(b.rough[id]) < lightRough*float64(b.tex[id]):
+		case b.n[id] >= lightBlocks && b.tex[id] >= int64(b.pairs[id])*lightTexture && b.pairs[id] > 0 &&
+			(4*b.pairs[id] >= b.n[id] && float64(b.rough[id]) < lightRough*float64(b.tex[id]) ||
+				8*b.pairs[id] >= b.n[id] && float64(b.rough[id]) < lightRough/2*float64(b.tex[id])):
 			b.kind[id] = kindLight
 		}
 	}

@@ -3,8 +3,8 @@ package motion
 // Region following. A region must be found again in the next frame, near where it was
 // (moved by its last displacement, within its own size while its speed is unknown and half
 // of it after), to build up persistence. When a frame is cluttered with many small regions
-// (rain, snow, insects), matching gets strict: the overlap must be half a region, with one
-// block of slack, and a region must be three
+// (rain, snow, insects), matching gets strict: the overlap must be half a region, in
+// place, a region must be seen one frame more, and a region must be three
 // times the clutter's typical size to count, so that chance overlaps of new drops do not
 // chain into tracks.
 const (
@@ -19,8 +19,12 @@ type track struct {
 	x0, y0, x1, y1 int32 // box in blocks
 	vx, vy         int32 // last displacement of the box, blocks per frame
 	n              int32 // changed blocks
+	prevN          int32 // in the previous frame: the size counted is the larger
 	hits, misses   int32
 	region         int32 // this frame's region, or -1
+	// light is set once the region was found to be re-lit background: it stays so while it
+	// is followed, as the change fades and the test grows unsure.
+	light bool
 }
 
 type tracker struct {
@@ -64,8 +68,12 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 			sz += int(b.n[id])
 		}
 	}
-	tr.clutterN += (int32(cand)*16 - tr.clutterN) >> 3
+	// Fast up, slow down: rain starts at once and may pause.
+	tr.clutterN = max(tr.clutterN+(int32(cand)*16-tr.clutterN)>>3, int32(cand)*16)
 	if cand > 0 {
+		if tr.clutterSz == 0 {
+			tr.clutterSz = int32(sz * 16 / cand)
+		}
 		tr.clutterSz += (int32(sz*16/cand) - tr.clutterSz) >> 3
 	}
 	cluttered := tr.clutterN >= clutterRegions*16
@@ -74,6 +82,11 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 		need = max(minBlocks, int(clutterFactor*tr.clutterSz+15)/16)
 	}
 
+	// Under clutter a region must be seen once more.
+	confirm := persist
+	if cluttered {
+		confirm++
+	}
 	claim := tr.claim[:b.count]
 	for i := range claim {
 		claim[i] = -1
@@ -83,7 +96,7 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 		t.region = -1
 		// Where to look: around the predicted box, as far as the object's own size while
 		// its speed is unknown and half of it after; a block when cluttered.
-		sx, sy := int32(1), int32(1)
+		sx, sy := int32(0), int32(0)
 		if !cluttered {
 			div := int32(1)
 			if t.hits > 1 {
@@ -107,11 +120,28 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 		claim[id] = int32(i)
 		t.region = id
 	}
+	// Light stays light along a track, and motion motion.
+	for i := range tr.t {
+		t := &tr.t[i]
+		if t.region < 0 {
+			continue
+		}
+		switch {
+		case t.light:
+			b.kind[t.region] = kindLight
+		case t.hits >= persist:
+			// A region followed as motion stays motion: one frame's light test does
+			// not overrule it.
+			b.kind[t.region] = kindOther
+		case b.kind[t.region] == kindLight:
+			t.light = true
+		}
+	}
 	// Update or drop the tracks; a confirmed track may miss one frame.
 	kept := tr.t[:0]
 	for _, t := range tr.t {
 		if t.region < 0 {
-			if t.hits < persist || t.misses > 0 {
+			if t.hits < confirm || t.misses > 0 {
 				continue
 			}
 			t.misses++
@@ -123,7 +153,7 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 		t.vx = (b.x0[id] + b.x1[id] - t.x0 - t.x1) / 2
 		t.vy = (b.y0[id] + b.y1[id] - t.y0 - t.y1) / 2
 		t.x0, t.y0, t.x1, t.y1 = b.x0[id], b.y0[id], b.x1[id], b.y1[id]
-		t.n = b.n[id]
+		t.prevN, t.n = t.n, b.n[id]
 		t.hits = min(t.hits+1, 1<<20)
 		t.misses = 0
 		kept = append(kept, t)
@@ -132,15 +162,18 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 	// New tracks for the regions no track took, big ones first.
 	for pass := range 2 {
 		for id := range b.count {
-			if claim[id] >= 0 || b.kind[id] != kindOther || len(tr.t) == cap(tr.t) {
+			if claim[id] >= 0 || !followed(b.kind[id]) || len(tr.t) == cap(tr.t) {
 				continue
 			}
 			if big := int(b.n[id]) >= need; big != (pass == 0) {
 				continue
 			}
+			if b.kind[id] == kindOther && 2*b.litN[id] >= b.n[id] {
+				b.kind[id] = kindLight
+			}
 			claim[id] = int32(len(tr.t))
 			tr.t = append(tr.t, track{x0: b.x0[id], y0: b.y0[id], x1: b.x1[id], y1: b.y1[id],
-				n: b.n[id], hits: 1, region: -1})
+				n: b.n[id], hits: 1, region: -1, light: b.kind[id] == kindLight})
 		}
 	}
 	// The motion: confirmed tracks seen this frame with a region big enough.
@@ -149,21 +182,21 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 		if t.region < 0 {
 			continue
 		}
-		n := int(t.n)
-		if t.hits >= persist && n >= need {
+		n := int(max(t.n, t.prevN))
+		if t.hits >= confirm && n >= need && !t.light {
 			b.kind[t.region] = kindMoving
-			moving += n
+			moving += int(t.n)
 			// Insert by size, largest first.
 			i := len(tr.out)
 			tr.out = append(tr.out, Region{})
 			tr.outN = append(tr.outN, 0)
 			tr.outBox = append(tr.outBox, [4]int32{})
-			for i > 0 && tr.outN[i-1] < t.n {
+			for i > 0 && tr.outN[i-1] < int32(n) {
 				tr.out[i], tr.outN[i], tr.outBox[i] = tr.out[i-1], tr.outN[i-1], tr.outBox[i-1]
 				i--
 			}
 			tr.out[i] = Region{Frames: int(t.hits)}
-			tr.outN[i] = t.n
+			tr.outN[i] = int32(n)
 			tr.outBox[i] = [4]int32{t.x0, t.y0, t.x1, t.y1}
 		}
 	}
@@ -193,7 +226,7 @@ func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32) (id, count int32) {
 				continue
 			}
 			l := b.label[k]
-			if b.kind[l] != kindOther {
+			if !followed(b.kind[l]) {
 				continue
 			}
 			found := false
@@ -218,3 +251,6 @@ func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32) (id, count int32) {
 	}
 	return id, count
 }
+
+// followed reports whether regions of a kind are followed: candidates and re-lit ones.
+func followed(kind uint8) bool { return kind == kindOther || kind == kindLight }

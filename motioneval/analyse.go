@@ -27,12 +27,41 @@ type analyser struct {
 	closed []closedEvent
 	open   *motion.Event
 	err    error
+	// The strongest motion frame since the last event closed, for its thumbnail.
+	peak peakFrame
 }
 
 // closedEvent is an event and when the gate ended it: when a motion recording stops.
 type closedEvent struct {
 	motion.Event
 	closedAt float64
+	peak     peakFrame
+}
+
+// peakFrame is a frame kept for a thumbnail: half the analysis size.
+type peakFrame struct {
+	score   float64
+	at      float64
+	regions []motion.Region
+	data    []byte
+	w, h    int
+}
+
+// keep stores a half-size copy of the frame as the peak.
+func (p *peakFrame) keep(s gst.Sample, stride int, res motion.Result, sec float64) {
+	p.score, p.at = res.Score, sec
+	p.regions = append(p.regions[:0], res.Regions...)
+	p.w, p.h = s.Width/2, s.Height/2
+	if cap(p.data) < p.w*p.h {
+		p.data = make([]byte, p.w*p.h)
+	}
+	p.data = p.data[:p.w*p.h]
+	for y := range p.h {
+		for x := range p.w {
+			i := 2*y*stride + 2*x
+			p.data[y*p.w+x] = byte((int(s.Data[i]) + int(s.Data[i+1]) + int(s.Data[i+stride]) + int(s.Data[i+stride+1]) + 2) / 4)
+		}
+	}
 }
 
 func newAnalyser(o Options) (*analyser, error) {
@@ -66,6 +95,10 @@ func (a *analyser) frame(s gst.Sample, sec float64) {
 		a.err = err
 		return
 	}
+	if res.Motion && res.Score > a.peak.score {
+		a.peak.keep(s, a.dopts.Stride, res, sec)
+	}
+	res.Regions = append([]motion.Region(nil), res.Regions...) // the detector reuses its slice
 	a.frames = append(a.frames, Frame{At: sec, Result: res})
 	if ev, ok := a.gate.Update(at(sec), res); ok {
 		a.event(ev, sec)
@@ -78,7 +111,8 @@ func (a *analyser) event(ev motion.Event, sec float64) {
 		a.open = &ev
 	case motion.EventEnd:
 		if a.open != nil {
-			a.closed = append(a.closed, closedEvent{ev, sec})
+			a.closed = append(a.closed, closedEvent{ev, sec, a.peak})
+			a.peak = peakFrame{}
 			a.open = nil
 		}
 	}
@@ -93,25 +127,42 @@ func (a *analyser) report(labels []Interval, units []encodedUnit) (*Report, erro
 	if ev, ok := a.gate.Flush(at(last)); ok {
 		a.event(ev, last)
 	}
-	r := &Report{Video: a.o.Video, Threshold: 0.5, Labels: labels, EncodedFrames: len(units), Duration: last, Frames: a.frames}
+	c := a.o.Config.Motion
+	r := &Report{Video: a.o.Video, Threshold: 0.5, Labels: labels, EncodedFrames: len(units), Duration: last, Frames: a.frames,
+		PreRoll: c.PreRoll.Seconds(), PostRoll: c.PostRoll.Seconds(), EventGap: c.EventGap.Seconds()}
 	if n := len(r.Frames); n > 0 {
 		r.DetectorMicros = float64(a.spent.Microseconds()) / float64(n)
 		if r.Duration > 0 {
 			r.AnalysisFPS = float64(n) / r.Duration
 		}
 	}
+	for _, f := range r.Frames {
+		if f.Result.Warmup {
+			r.WarmupEnd = f.At
+		}
+	}
 	for _, ev := range a.closed {
-		r.Events = append(r.Events, Event{
+		e := Event{
 			Start: secs(ev.Start), End: secs(ev.End), PeakScore: ev.PeakScore, PeakArea: ev.PeakArea,
 			RecordFrom: keyframeAtOrBefore(units, secs(ev.PreRollFrom)),
 			RecordTo:   ev.closedAt,
-		})
+			Regions:    ev.peak.regions, PeakAt: ev.peak.at,
+			Thumb: ev.peak.data, ThumbW: ev.peak.w, ThumbH: ev.peak.h,
+		}
+		e.Long = r.Duration > 0 && e.End-e.Start > 0.9*r.Duration
+		r.Events = append(r.Events, e)
 	}
 	for _, u := range units {
 		r.ContinuousBytes += int64(u.size)
 		for _, e := range r.Events {
 			if u.at >= e.RecordFrom && u.at <= e.RecordTo {
 				r.GatedBytes += int64(u.size)
+				break
+			}
+		}
+		for _, l := range labels {
+			if u.at >= l.Start-r.PreRoll && u.at <= l.End+r.PostRoll+r.EventGap {
+				r.IdealBytes += int64(u.size)
 				break
 			}
 		}
@@ -131,23 +182,39 @@ func keyframeAtOrBefore(units []encodedUnit, t float64) float64 {
 	return best
 }
 
-// score computes precision and recall against the labels.
+// inLabels reports whether t lies in a labelled interval.
+func inLabels(labels []Interval, t float64) bool {
+	for _, l := range labels {
+		if t >= l.Start && t < l.End {
+			return true
+		}
+	}
+	return false
+}
+
+// score computes precision and recall against the labels, event by event and frame by
+// frame, the latencies, and the time recorded outside the labels.
 func score(r *Report) {
 	if r.Labels == nil {
 		return
 	}
 	hits := 0
-	for _, e := range r.Events {
+	for i := range r.Events {
+		e := &r.Events[i]
 		hit := false
 		for _, l := range r.Labels {
 			if e.Start < l.End && e.End > l.Start {
+				if !hit {
+					e.Latency, e.HasLatency = e.Start-l.Start, true
+					r.MaxLatency = max(r.MaxLatency, e.Latency)
+				}
 				hit = true
 			}
 		}
 		if hit {
 			hits++
 		} else {
-			r.FalseEvents = append(r.FalseEvents, e)
+			r.FalseEvents = append(r.FalseEvents, *e)
 		}
 	}
 	r.Precision = 1
@@ -173,5 +240,48 @@ func score(r *Report) {
 	r.Recall = 1
 	if len(r.Labels) > 0 {
 		r.Recall = float64(covered) / float64(len(r.Labels))
+	}
+
+	var tp, fp, fn, tn int
+	for _, f := range r.Frames {
+		if f.Result.Warmup {
+			continue
+		}
+		truth := inLabels(r.Labels, f.At)
+		switch {
+		case f.Result.Motion && truth:
+			tp++
+		case f.Result.Motion:
+			fp++
+		case truth:
+			fn++
+		default:
+			tn++
+		}
+	}
+	r.FramePrecision, r.FrameRecall = 1, 1
+	if tp+fp > 0 {
+		r.FramePrecision = float64(tp) / float64(tp+fp)
+	}
+	if tp+fn > 0 {
+		r.FrameRecall = float64(tp) / float64(tp+fn)
+	}
+	if fp+tn > 0 {
+		r.FrameFPRate = float64(fp) / float64(fp+tn)
+	}
+
+	// Recorded time outside the labels, on a 10 ms grid (recordings may overlap).
+	const step = 0.01
+	for t := 0.0; t < r.Duration; t += step {
+		rec := false
+		for _, e := range r.Events {
+			if t >= e.RecordFrom && t < e.RecordTo {
+				rec = true
+				break
+			}
+		}
+		if rec && !inLabels(r.Labels, t) {
+			r.RecordedOutside += step
+		}
 	}
 }

@@ -30,7 +30,7 @@ type Options struct {
 	Config config.Config
 }
 
-// Frame is one analysed frame.
+// Frame is one analysed frame; Result.Regions is a copy the Frame owns.
 type Frame struct {
 	At     float64 // seconds
 	Result motion.Result
@@ -43,6 +43,19 @@ type Event struct {
 	// Start − pre-roll to the moment the gate closed the event.
 	RecordFrom, RecordTo float64
 	PeakScore, PeakArea  float64
+	// Latency is Start minus the start of the first labelled interval the event overlaps
+	// (how late the detection was); HasLatency is false for an event outside every label.
+	Latency    float64
+	HasLatency bool
+	// Long is set when the event lasts more than 90% of the video: motion gating saved
+	// nothing, whatever precision and recall say.
+	Long bool
+	// Regions are the moving regions of the event's strongest frame, at PeakAt.
+	Regions []motion.Region
+	PeakAt  float64
+	// Thumb is that frame (GRAY8, ThumbW x ThumbH), for the timeline.
+	Thumb          []byte
+	ThumbW, ThumbH int
 }
 
 // Report is an evaluation's outcome.
@@ -52,16 +65,31 @@ type Report struct {
 	Frames          []Frame
 	Events          []Event
 	Threshold       float64 // the score at which a frame counts as motion (0.5)
+	WarmupEnd       float64 // seconds: the detector learnt its background until here
 	ContinuousBytes int64
 	GatedBytes      int64
-	Labels          []Interval
-	Precision       float64 // detected events overlapping a labelled interval
-	Recall          float64 // labelled intervals whose whole span a recording covers
-	Missed          []Interval
-	FalseEvents     []Event
-	AnalysisFPS     float64
-	EncodedFrames   int
-	DetectorMicros  float64 // mean time per analysed frame
+	// IdealBytes is what a recording of exactly the labelled intervals, each widened by the
+	// pre-roll before and the post-roll and event gap after, would keep: the share a
+	// perfect detector would record.
+	IdealBytes  int64
+	Labels      []Interval
+	Precision   float64 // detected events overlapping a labelled interval
+	Recall      float64 // labelled intervals whose whole span a recording covers
+	Missed      []Interval
+	FalseEvents []Event
+	// Frame-level scores over the analysed frames after warm-up: a frame is positive when
+	// the detector reported motion, and truly so when it lies in a labelled interval.
+	FramePrecision, FrameRecall, FrameFPRate float64
+	// RecordedOutside is the time, in seconds, recorded outside every labelled interval.
+	RecordedOutside float64
+	// MaxLatency is the largest event latency (seconds) against the labels it overlaps.
+	MaxLatency    float64
+	AnalysisFPS   float64
+	EncodedFrames int
+	// DetectorMicros is the mean time per analysed frame.
+	DetectorMicros float64
+	// Rolls used for IdealBytes.
+	PreRoll, PostRoll, EventGap float64
 }
 
 type encodedUnit struct {

@@ -1,0 +1,85 @@
+package motion
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/internal/synthscene"
+)
+
+// outdoorRun renders a synthscene scene at half size (320x180) and 5 analysis frames per
+// second, as the agent's analysis branch would, and runs the detector and the gate.
+type outdoorRun struct {
+	results []Result
+	times   []float64
+	events  []Event // end events
+}
+
+func halfSize(src []byte, w, h int, dst []byte) {
+	for y := range h / 2 {
+		for x := range w / 2 {
+			i := 2*y*w + 2*x
+			dst[y*(w/2)+x] = byte((int(src[i]) + int(src[i+1]) + int(src[i+w]) + int(src[i+w+1]) + 2) / 4)
+		}
+	}
+}
+
+func runOutdoor(t testing.TB, s synthscene.Scene, o Options) outdoorRun {
+	t.Helper()
+	d, err := NewDetector(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := NewGate(GateOptions{StartFrames: 2, PreRoll: 3 * time.Second, PostRoll: 4 * time.Second, EventGap: 6 * time.Second})
+	r := synthscene.NewRenderer(s)
+	var full []byte
+	half := make([]byte, (s.W/2)*(s.H/2))
+	var out outdoorRun
+	t0 := time.Unix(0, 0)
+	step := s.FPS / 5
+	for i := 0; i < s.Frames; i += step {
+		full = r.Frame(i, full)
+		halfSize(full, s.W, s.H, half)
+		res, err := d.Process(half)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec := float64(i) / float64(s.FPS)
+		out.results = append(out.results, res)
+		out.times = append(out.times, sec)
+		if ev, ok := g.Update(t0.Add(time.Duration(sec*float64(time.Second))), res); ok && ev.Kind == EventEnd {
+			out.events = append(out.events, ev)
+		}
+	}
+	if ev, ok := g.Flush(t0.Add(time.Duration(float64(s.Frames) / float64(s.FPS) * float64(time.Second)))); ok {
+		out.events = append(out.events, ev)
+	}
+	return out
+}
+
+func TestOutdoorDebug(t *testing.T) {
+	for _, s := range synthscene.Suite() {
+		r := runOutdoor(t, s, Options{})
+		var evs []string
+		for _, e := range r.events {
+			evs = append(evs, fmt.Sprintf("%.1f-%.1f", e.Start.Sub(time.Unix(0, 0)).Seconds(), e.End.Sub(time.Unix(0, 0)).Seconds()))
+		}
+		motion := ""
+		for _, res := range r.results {
+			switch {
+			case res.Warmup:
+				motion += "w"
+			case res.Illumination:
+				motion += "I"
+			case res.Motion:
+				motion += "M"
+			case res.Score > 0:
+				motion += "-"
+			default:
+				motion += "."
+			}
+		}
+		t.Logf("%-28s labels %v events %v\n%s", s.Name, s.Labels, evs, motion)
+	}
+}
