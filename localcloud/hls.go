@@ -162,11 +162,7 @@ func (s *streamService) getHLSStreamingSessionURL(r *http.Request, v any) (any, 
 		sess.baseMs = min(sess.baseMs, sess.start.UnixMilli())
 	}
 	token := s.hls.add(sess)
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return map[string]string{"HLSStreamingSessionURL": scheme + "://" + r.Host + "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=" + url.QueryEscape(token)}, nil
+	return map[string]string{"HLSStreamingSessionURL": s.endpointFor(r) + "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=" + url.QueryEscape(token)}, nil
 }
 
 // hlsFragments are the fragments a session's media playlist lists now.

@@ -74,6 +74,7 @@ func producerPost(t *testing.T, c *Cloud, creds aws.Credentials, op string, in a
 	req, err := http.NewRequest(http.MethodPost, c.KVSEndpoint()+"/"+op, bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("User-Agent", "AWS-SDK-KVS-CPP-CLIENT/3.6.0/1.6.0 GCC/12.2.0 Linux/6.1.0 x86_64")
+	req.Host = req.URL.Hostname() // kvssink sends the Host without the port, too
 	kvssinkSign(req, creds, c.Region(), []string{"host", "user-agent", "x-amz-date"}, body, time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

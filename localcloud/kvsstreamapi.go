@@ -2,6 +2,7 @@ package localcloud
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -363,11 +364,24 @@ func (s *streamService) getDataEndpoint(r *http.Request, v any) (any, *awsError)
 	if _, aerr := s.findStream(in.streamRef); aerr != nil {
 		return nil, aerr
 	}
+	return map[string]string{"DataEndpoint": s.endpointFor(r)}, nil
+}
+
+// endpointFor is this listener's URL as the client reached it: its scheme and Host. AWS's
+// producer sends the Host without the port (it talks to AWS on 443): the listener's port is
+// added then, or kvssink would PUT to port 80.
+func (s *streamService) endpointFor(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return map[string]string{"DataEndpoint": scheme + "://" + r.Host}, nil
+	host := r.Host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		if _, port, err := net.SplitHostPort(s.k.addr); err == nil {
+			host = net.JoinHostPort(strings.Trim(host, "[]"), port)
+		}
+	}
+	return scheme + "://" + host
 }
 
 // controlRoutes adds the stream control plane to mux.
