@@ -318,6 +318,31 @@ type KVS struct {
 	StartupTimeout time.Duration `yaml:"startup_timeout"`
 	// CreateStream lets kvssink (and the agent) create the stream when it does not exist.
 	CreateStream bool `yaml:"create_stream"`
+	// Uploader picks what sends video to KVS: auto (kvssink when installed, else native),
+	// native (edgecam's own uploader, with an on-disk spool) or kvssink.
+	Uploader string `yaml:"uploader"`
+	// Spool is the native uploader's on-disk spool.
+	Spool KVSSpool `yaml:"spool"`
+}
+
+// KVS uploaders (recording.kvs.uploader).
+const (
+	KVSUploaderAuto    = "auto"
+	KVSUploaderNative  = "native"
+	KVSUploaderKVSSink = "kvssink"
+)
+
+// KVSSpool configures the native uploader's spool: every fragment is written here before it
+// is uploaded and removed once KVS has persisted it.
+type KVSSpool struct {
+	// Dir holds the spool; empty: <state_dir>/kvs-spool.
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the spool; the oldest fragments are dropped first (with a warning).
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxAge drops fragments not uploaded within this time; 0: no age limit.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxUploadKbps bounds the upload rate (a backlog drains at most this fast); 0: KVS's limit.
+	MaxUploadKbps int `yaml:"max_upload_kbps"`
 }
 
 // Default returns the configuration used for every key the user does not set.
@@ -360,7 +385,8 @@ func Default() Config {
 			Local: Local{Enabled: true, Segment: time.Minute, Format: FormatMKV,
 				MaxAge: 7 * 24 * time.Hour, MaxSharePercent: 50, MinFreeBytes: 512 * MiB},
 			KVS: KVS{StorageSizeMB: 128, FragmentDuration: 2 * time.Second, RetentionHours: 24,
-				StreamingType: "realtime", Auth: KVSAuthCredentialFile, StartupTimeout: 30 * time.Second, CreateStream: true},
+				StreamingType: "realtime", Auth: KVSAuthCredentialFile, StartupTimeout: 30 * time.Second, CreateStream: true,
+				Uploader: KVSUploaderAuto, Spool: KVSSpool{MaxBytes: 1024 * MiB, MaxAge: 7 * 24 * time.Hour}},
 		},
 	}
 }
@@ -371,6 +397,14 @@ func (c *Config) KVSSinkCredentialFile() string {
 		return c.Credentials.KVSSinkFile
 	}
 	return filepath.Join(c.StateDir, "kvssink-credentials")
+}
+
+// KVSSpoolDir is where the native KVS uploader spools fragments.
+func (c *Config) KVSSpoolDir() string {
+	if c.Recording.KVS.Spool.Dir != "" {
+		return c.Recording.KVS.Spool.Dir
+	}
+	return filepath.Join(c.StateDir, "kvs-spool")
 }
 
 // RecordingsDir is where local segments go.

@@ -286,6 +286,8 @@ func TestMediaValidation(t *testing.T) {
 		{"passthrough of a raw source", "media:\n  source:\n    kind: test\n  encoder:\n    kind: passthrough\n", []string{"media.encoder.kind: passthrough needs a source that delivers H.264"}},
 		{"kvs without the cloud", "recording:\n  kvs:\n    enabled: true\n", []string{"recording.kvs.enabled: needs the device identity"}},
 		{"bad kvs values", "recording:\n  kvs:\n    streaming_type: live\n    fragment_duration: 20s\n", []string{"recording.kvs.fragment_duration: 20s is out of range", `recording.kvs.streaming_type: "live" is not allowed`}},
+		{"bad native uploader values", "media:\n  encoder:\n    bitrate_kbps: 2000\nrecording:\n  kvs:\n    uploader: sdk\n    spool:\n      max_bytes: 1MiB\n      max_upload_kbps: 1500\n",
+			[]string{"recording.kvs.spool.max_bytes: 1MiB is too small", "recording.kvs.spool.max_upload_kbps: 1500 is not above media.encoder.bitrate_kbps (2000)", `recording.kvs.uploader: "sdk" is not allowed`}},
 		{"tiny local bounds", "recording:\n  local:\n    max_age: 10s\n    max_bytes: 1MiB\n", []string{"recording.local.max_age: 10s is too short", "recording.local.max_bytes: 1MiB is too small"}},
 	}
 	for _, tt := range tests {

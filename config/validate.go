@@ -23,6 +23,7 @@ var (
 	X264Presets    = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium"}
 	StreamingTypes = []string{"realtime", "near-realtime", "offline"}
 	KVSAuths       = []string{KVSAuthCredentialFile, KVSAuthIoTCertificate}
+	KVSUploaders   = []string{KVSUploaderAuto, KVSUploaderNative, KVSUploaderKVSSink}
 	RecordModes    = []string{RecordContinuous, RecordMotion, RecordOff}
 	Methods        = []string{MethodCSR, MethodKeys}
 	KeyTypes       = []string{KeyECDSAP256, KeyRSA2048}
@@ -130,6 +131,19 @@ func (cfg *Config) Validate() Problems {
 	c.oneOf("recording.kvs.streaming_type", kvs.StreamingType, StreamingTypes)
 	c.oneOf("recording.kvs.auth", kvs.Auth, KVSAuths)
 	c.durRange("recording.kvs.startup_timeout", kvs.StartupTimeout, 5*time.Second, 10*time.Minute)
+	c.oneOf("recording.kvs.uploader", kvs.Uploader, KVSUploaders)
+	if kvs.Spool.MaxBytes < 16*MiB {
+		c.add("recording.kvs.spool.max_bytes", "%s is too small to hold a backlog: use at least 16MiB", kvs.Spool.MaxBytes)
+	}
+	if kvs.Spool.MaxAge != 0 {
+		c.durRange("recording.kvs.spool.max_age", kvs.Spool.MaxAge, time.Minute, 365*24*time.Hour)
+	}
+	if kvs.Spool.MaxUploadKbps != 0 {
+		c.intRange("recording.kvs.spool.max_upload_kbps", kvs.Spool.MaxUploadKbps, 64, 100_000)
+		if br := cfg.Media.Encoder.BitrateKbps; br > 0 && kvs.Spool.MaxUploadKbps <= br {
+			c.add("recording.kvs.spool.max_upload_kbps", "%d is not above media.encoder.bitrate_kbps (%d): a backlog would never drain; use at least twice the bitrate, or 0", kvs.Spool.MaxUploadKbps, br)
+		}
+	}
 	if u := kvs.ControlPlaneURI; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		c.add("recording.kvs.control_plane_uri", "%q: use an http:// or https:// URL", u)
 	}
