@@ -11,6 +11,7 @@ import (
 // motionSession is one recorder's running motion recording.
 type motionSession struct {
 	cancel context.CancelFunc
+	hold   *media.Hold   // held between an event's end and the recording's end
 	done   chan struct{} // closed once the recording is finalised
 	end    *time.Timer   // the pending end (nil while an event is under way)
 }
@@ -18,11 +19,12 @@ type motionSession struct {
 // motionRecording starts (or extends) the motion recording of each gated recorder from the
 // keyframe at or before since (the pre-roll, which the hub keeps).
 //
-// An event's recording ends motion.pre_roll after the event does: a new event within that
-// time would reach back into it with its pre-roll anyway, so it extends the open recording
-// instead of starting a file that repeats the same seconds. A later event starts a new
-// recording that skips what the previous one already wrote. A recording that fails is
-// started again (with back-off) until its event ends.
+// When an event ends, its recording stops writing at once but keeps its file open (held)
+// for motion.pre_roll: a new event within that time would reach back into it with its
+// pre-roll anyway, so it extends the open recording, which writes on from where it
+// stopped: one file, no gap, nothing written twice. A later event starts a new recording
+// that skips what the previous one already wrote. A recording that fails is started again
+// (with back-off) until its event ends.
 func (a *Agent) startMotionRecordings(since time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -38,6 +40,7 @@ func (a *Agent) startMotionRecordings(since time.Time) {
 		prev := a.motion.sessions[rec.Name()]
 		if prev != nil && prev.end != nil && prev.end.Stop() {
 			prev.end = nil // still open: the new event extends it
+			prev.hold.Resume()
 			a.log.Debug("motion recording extended", zap.String("recorder", rec.Name()))
 			continue
 		}
@@ -49,7 +52,8 @@ func (a *Agent) startMotionRecordings(since time.Time) {
 			}
 		}
 		ctx, cancel := context.WithCancel(a.recordCtx)
-		s := &motionSession{cancel: cancel, done: make(chan struct{})}
+		s := &motionSession{cancel: cancel, hold: media.NewHold(), done: make(chan struct{})}
+		ctx = media.WithHold(ctx, s.hold)
 		a.motion.sessions[rec.Name()] = s
 		name := rec.Name() + " (motion)"
 		sub := a.recorderSub(name, since)
@@ -69,14 +73,16 @@ func (a *Agent) startMotionRecordings(since time.Time) {
 	}
 }
 
-// stopMotionRecordings ends the running motion recordings motion.pre_roll from now (see
-// startMotionRecordings); each finalises its file.
+// stopMotionRecordings stops the running motion recordings: they hold now and finalise
+// their files motion.pre_roll from now unless a new event extends them (see
+// startMotionRecordings).
 func (a *Agent) stopMotionRecordings() {
 	linger := a.cfg.Motion.PreRoll
 	a.motion.mu.Lock()
 	defer a.motion.mu.Unlock()
 	for _, s := range a.motion.sessions {
 		if s.end == nil {
+			s.hold.Pause()
 			s.end = time.AfterFunc(linger, s.cancel)
 		}
 	}

@@ -97,6 +97,9 @@ func TestMotionRecordingsNeverRepeat(t *testing.T) {
 	t.Logf("first recording %d frames, ends %s; second starts %s (overlap %s)", n1, end1.Format("15:04:05.000"),
 		fileStart(t, second).Format("15:04:05.000"), overlap)
 	require.Less(t, overlap, 200*time.Millisecond, "the second recording does not repeat the first")
+	// 2 s of pre-roll (from the keyframe at or before it), 1.5 s of motion, the 1 s between
+	// the events (written when the second came), 1 s of motion: one continuous file.
+	require.GreaterOrEqual(t, n1, 150, "the first file holds both events and the time between them")
 }
 
 // TestMotionRecordingSurvivesIdleProfile: motion starts while the encoder runs on its idle

@@ -73,7 +73,13 @@ func (f *feeder) record(ctx context.Context, sub *Subscription) error {
 // next returns the next unit to write: allowed now, not written before, and a keyframe
 // after anything skipped.
 func (f *feeder) next(ctx context.Context, sub *Subscription, gap *bool) (AccessUnit, error) {
+	hold := holdFrom(ctx)
 	for {
+		if hold != nil {
+			if err := hold.wait(ctx); err != nil {
+				return AccessUnit{}, err
+			}
+		}
 		au, err := sub.Next(ctx)
 		if err != nil {
 			return au, err
