@@ -46,7 +46,7 @@ type kvsWorld struct {
 	cloud  *localcloud.Cloud
 	cancel context.CancelFunc
 	creds  string
-	proxy  string // what kvssink is given as its control plane (see hostPortProxy)
+	proxy  *hostPortProxy // what kvssink is given as its control plane
 }
 
 func newKVSWorld(t *testing.T, lifetime time.Duration) *kvsWorld {
@@ -57,11 +57,12 @@ func newKVSWorld(t *testing.T, lifetime time.Duration) *kvsWorld {
 	require.NoError(t, ln.Close())
 	w := &kvsWorld{t: t, dir: t.TempDir(), port: port, lifeT: lifetime}
 	w.start()
-	w.proxy = hostPortProxy(t, "127.0.0.1:"+strconv.Itoa(port))
+	w.proxy = newHostPortProxy(t, "127.0.0.1:"+strconv.Itoa(port))
 	t.Cleanup(w.stop)
 	// kvssink's credential file, rewritten before each expiry as the agent does it.
 	w.creds = filepath.Join(w.dir, "kvssink-credentials")
-	f := &provisioning.KVSCredentialFile{Path: w.creds, RefreshBefore: lifetime / 2, Log: zaptest.NewLogger(t).Named("credentials"),
+	// kvssink re-reads the file within 38 s of the expiry it holds: rewrite it before that.
+	f := &provisioning.KVSCredentialFile{Path: w.creds, RefreshBefore: max(lifetime-3*time.Second, lifetime/2), Log: zaptest.NewLogger(t).Named("credentials"),
 		Provider: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			w.mu.Lock()
 			c := w.cloud
@@ -110,7 +111,7 @@ func (w *kvsWorld) recorder(stream string) *KVSSinkRecorder {
 	require.NoError(w.t, err)
 	w.t.Cleanup(klog.Close)
 	rec, err := NewKVSSinkRecorder(KVSSinkOptions{StreamName: stream, Region: "us-east-1", StorageSizeMB: 64, FragmentDuration: 2 * time.Second,
-		RetentionHours: 24, StreamingType: "realtime", CreateStream: true, CredentialFile: w.creds, ControlPlaneURI: w.proxy,
+		RetentionHours: 24, StreamingType: "realtime", CreateStream: true, CredentialFile: w.creds, ControlPlaneURI: w.proxy.url(),
 		LogConfig: klog.ConfigPath(), StartupTimeout: 20 * time.Second, Drain: 20 * time.Second, Log: zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel))})
 	require.NoError(w.t, err)
 	return rec
@@ -255,13 +256,65 @@ func TestKVSSinkRecordsClipIntoLocalcloud(t *testing.T) {
 // first request's Host header on each connection. kvssink sends Host without the port
 // (it signs it so), and localcloud's GetDataEndpoint builds the data endpoint from Host:
 // without this, kvssink is sent to port 80. Remove once GetDataEndpoint answers with the
-// address the request came in on (reported to the localcloud owner).
-func hostPortProxy(t *testing.T, target string) string {
+// address the request came in on (reported to the localcloud owner). down and up cut and
+// restore the network between kvssink and localcloud.
+type hostPortProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+}
+
+func newHostPortProxy(t *testing.T, target string) *hostPortProxy {
 	t.Helper()
+	p := &hostPortProxy{t: t, target: target, conns: map[net.Conn]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	_, port, _ := net.SplitHostPort(target)
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *hostPortProxy) url() string { return "http://" + p.addr }
+
+// down closes the listener and every connection.
+func (p *hostPortProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// up listens again on the same address.
+func (p *hostPortProxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	require.NoError(p.t, err)
+	p.serve(ln)
+}
+
+func (p *hostPortProxy) track(c net.Conn, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		p.conns[c] = true
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+func (p *hostPortProxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	_, port, _ := net.SplitHostPort(p.target)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -270,11 +323,15 @@ func hostPortProxy(t *testing.T, target string) string {
 			}
 			go func() {
 				defer c.Close()
-				up, err := net.Dial("tcp", target)
+				up, err := net.Dial("tcp", p.target)
 				if err != nil {
 					return
 				}
 				defer up.Close()
+				p.track(c, true)
+				p.track(up, true)
+				defer p.track(c, false)
+				defer p.track(up, false)
 				// The header block, rewritten, then bytes as they come both ways.
 				var head []byte
 				buf := make([]byte, 4096)
@@ -302,5 +359,58 @@ func hostPortProxy(t *testing.T, target string) string {
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String()
+}
+
+func TestKVSSinkResumesAfterNetworkOutage(t *testing.T) {
+	w := newKVSWorld(t, time.Hour)
+	clip, side := testclip.Path(t, testclip.Ball)
+	rec := w.recorder(e2eThing)
+	var downAt, upAt time.Time
+	_, first, last := w.capture(rec, clip, true, func(ctx context.Context) {
+		require.Eventually(t, func() bool { return rec.Stats().Persisted >= 3 }, 30*time.Second, 50*time.Millisecond, "recording started")
+		// The network to KVS goes down for 10 s. (A restart of localcloud itself would also
+		// forget the credentials it issued, which real AWS does not do: kvssink then gets
+		// 403 until it re-reads its file.)
+		downAt = time.Now()
+		w.proxy.down()
+		time.Sleep(10 * time.Second) // the outage itself
+		w.proxy.up()
+		upAt = time.Now()
+		before := rec.Stats().Persisted
+		require.Eventually(t, func() bool { return rec.Stats().Persisted >= before+4 }, 60*time.Second, 50*time.Millisecond,
+			"kvssink resumes by itself after the network comes back")
+	})
+	list := w.fragments(e2eThing)
+	gap, at := maxGap(list)
+	t.Logf("KVS unreachable %s → %s; captured %s → %s; %d fragments %s → %s; largest gap %s at %s; kvssink stats %+v",
+		downAt.Format("15:04:05.000"), upAt.Format("15:04:05.000"), first.Format("15:04:05.000"), last.Format("15:04:05.000"), len(list),
+		list[0].start().Format("15:04:05.000"), list[len(list)-1].end().Format("15:04:05.000"), gap, at.Format("15:04:05.000"), rec.Stats())
+	require.True(t, list[len(list)-1].start().After(upAt.Add(-time.Duration(side.GOPSeconds*float64(time.Second)))), "fragments after the outage")
+	require.Less(t, gap, 10*time.Second+time.Duration(side.GOPSeconds*float64(time.Second)), "at most the outage is missing")
+}
+
+// The credentials kvssink reads from its file expire during the recording and are rolled
+// over: no fragment is missing. The long variant is the check (a 2-minute lifetime
+// over 5 minutes); the short one crosses one expiry.
+func TestKVSSinkCredentialsRollOver(t *testing.T) {
+	lifetime, record := 45*time.Second, 55*time.Second
+	if os.Getenv("EDGECAM_LONG_TESTS") == "1" {
+		lifetime, record = 2*time.Minute, 5*time.Minute
+	}
+	w := newKVSWorld(t, lifetime)
+	clip, side := testclip.Path(t, testclip.Ball)
+	rec := w.recorder(e2eThing)
+	_, first, last := w.capture(rec, clip, true, func(ctx context.Context) {
+		select {
+		case <-time.After(record):
+		case <-ctx.Done():
+		}
+	})
+	list := w.fragments(e2eThing)
+	gap, at := maxGap(list)
+	t.Logf("credentials for %s over %s: captured %s → %s; %d fragments %s → %s; largest gap %s at %s; kvssink stats %+v",
+		lifetime, record, first.Format("15:04:05.000"), last.Format("15:04:05.000"), len(list), list[0].start().Format("15:04:05.000"),
+		list[len(list)-1].end().Format("15:04:05.000"), gap, at.Format("15:04:05.000"), rec.Stats())
+	require.LessOrEqual(t, gap, time.Duration(side.GOPSeconds*float64(time.Second)), "no gap above one GOP")
+	require.WithinDuration(t, last, list[len(list)-1].end(), 3*time.Second, "recorded to the end, past the first credentials' expiry")
 }
