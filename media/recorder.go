@@ -102,6 +102,7 @@ func NewSegmentRecorder(opts SegmentOptions) (*SegmentRecorder, error) {
 		return nil, fmt.Errorf("recordings directory: %w; set recording.local.dir to a writable directory", err)
 	}
 	r := &SegmentRecorder{opts: opts, log: opts.Log.With(zap.String("recorder", "local"))}
+	recoverSegments(opts.Dir, opts.Format, r.log)
 	r.f = &feeder{
 		name: "segments", desc: desc, log: r.log, drain: opts.Drain,
 		setup: func(p *gst.Pipeline) error { return p.NameSegments(SegmentMux, r.nextFile) },

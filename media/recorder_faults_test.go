@@ -347,3 +347,76 @@ func TestOpenSegmentPlaysAfterPowerCut(t *testing.T) {
 		})
 	}
 }
+
+// ffprobeClean is ffprobeFrames that also fails on any complaint (a file cut mid-frame).
+func ffprobeClean(t *testing.T, path string) int {
+	t.Helper()
+	cmd := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, "ffprobe rejects %s: %s", path, stderr.String())
+	require.Empty(t, stderr.String(), "ffprobe complains about %s", path)
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	require.NoError(t, err)
+	return n
+}
+
+// TestRecoverCutSegments: a recorder starting on a directory that a crash left behind
+// repairs the segment that was cut short (it then plays to its end without a complaint),
+// deletes one without a frame, and leaves finished segments alone.
+func TestRecoverCutSegments(t *testing.T) {
+	for _, format := range []string{config.FormatMKV, config.FormatMP4} {
+		t.Run(format, func(t *testing.T) {
+			hub := NewHub(HubOptions{})
+			src := encodedSource(t, hub, 30, time.Second, 500)
+			dir := filepath.Join(t.TempDir(), "recordings")
+			rec, err := NewSegmentRecorder(SegmentOptions{Dir: dir, Segment: 2 * time.Second, Format: format})
+			require.NoError(t, err)
+			sub := hub.Subscribe(SubscribeOptions{Name: "recorder", QueueFrames: 480})
+			ctx, cancel := context.WithCancel(context.Background())
+			srcDone := make(chan error, 1)
+			go func() { srcDone <- src.Run(ctx) }()
+			recDone := make(chan error, 1)
+			go func() { recDone <- rec.Record(context.Background(), sub) }()
+			require.Eventually(t, func() bool { return rec.Count() >= 3 }, 30*time.Second, 20*time.Millisecond)
+			cancel()
+			require.NoError(t, <-srcDone)
+			sub.Close()
+			require.NoError(t, <-recDone)
+
+			files := rec.Files()
+			for _, f := range files {
+				require.True(t, finalised(f, format), "%s was closed properly", f)
+			}
+			// A crash: the newest segment cut at 60 %, and a newer one with its header only.
+			last := files[len(files)-1]
+			data, err := os.ReadFile(last)
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(last, data[:len(data)*6/10], 0o644))
+			require.False(t, finalised(last, format))
+			empty := filepath.Join(dir, "29991231T235959.000Z."+format)
+			require.NoError(t, os.WriteFile(empty, data[:300], 0o644))
+			now := time.Now()
+			require.NoError(t, os.Chtimes(empty, now.Add(time.Second), now.Add(time.Second)))
+			before := map[string][]byte{}
+			for _, f := range files[:len(files)-1] {
+				before[f], err = os.ReadFile(f)
+				require.NoError(t, err)
+			}
+
+			_, err = NewSegmentRecorder(SegmentOptions{Dir: dir, Segment: 2 * time.Second, Format: format})
+			require.NoError(t, err)
+			require.NoFileExists(t, empty, "a segment without a frame is deleted")
+			n := ffprobeClean(t, last)
+			require.Positive(t, n, "the cut segment keeps its complete frames")
+			t.Logf("cut %s repaired: %d frames", filepath.Base(last), n)
+			for f, b := range before {
+				got, err := os.ReadFile(f)
+				require.NoError(t, err)
+				require.Equal(t, b, got, "%s is left alone", f)
+			}
+		})
+	}
+}
