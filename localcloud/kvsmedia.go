@@ -72,6 +72,7 @@ type streamService struct {
 	limits  putMediaLimits
 	stats   *streamStatsSet
 	hls     hlsSessions
+	motion  motionLog
 	ctx     context.Context
 	cancel  context.CancelFunc
 

@@ -99,8 +99,12 @@ func (s *streamService) serveStats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, what, ok := kvsPathStream(r.URL.Path)
+	if ok && what == "motion" {
+		s.serveMotion(w, name)
+		return
+	}
 	if !ok || what != "stats" {
-		serviceError(http.StatusNotFound, "ResourceNotFoundException", "use /kvs/streams/<name>/stats").write(w)
+		serviceError(http.StatusNotFound, "ResourceNotFoundException", "use /kvs/streams/<name>/stats or /kvs/streams/<name>/motion").write(w)
 		return
 	}
 	if _, ok := s.streams.named(name); !ok {

@@ -352,6 +352,10 @@ func (c *Cloud) Start(ctx context.Context) error {
 		return fmt.Errorf("localcloud: MQTT broker: %w", err)
 	}
 	go func() { _ = c.http.ServeTLS(credsLn, "", "") }()
+	// Motion events mark the recordings page's timeline.
+	if err := b.observe(motionEventsFilter, motionEventsSubID, kvs.streams.motionEvent); err != nil {
+		c.log.Warn("motion events will not show on the recordings page", zap.Error(err))
+	}
 	c.done = make(chan struct{})
 	go func() {
 		select {

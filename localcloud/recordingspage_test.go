@@ -2,6 +2,8 @@ package localcloud
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -16,6 +18,7 @@ type recordingsStats struct {
 	Stream        string  `json:"stream"`
 	Fragments     int     `json:"fragments"`
 	Spans         []any   `json:"spans"`
+	Motion        []any   `json:"motion"`
 	Playing       *int    `json:"playing"`
 	CurrentTime   float64 `json:"currentTime"`
 	FramesDecoded int     `json:"framesDecoded"`
@@ -37,7 +40,27 @@ func TestRecordingsPageInChromium(t *testing.T) {
 		t.Fatal("Chromium is not installed: run scripts/install-deps.sh")
 	}
 	c := start(t, Options{})
-	recordClip(t, c, "cam")
+	_, first := recordClip(t, c, "cam")
+	// The agent's motion event for thing "cam", through the broker.
+	motionStart := time.UnixMilli(first + 2500).UTC()
+	motionEnd := motionStart.Add(2 * time.Second)
+	for _, ev := range []map[string]any{
+		{"thingName": "cam", "event": "start", "start": motionStart, "preRollFrom": motionStart.Add(-2 * time.Second), "peakScore": 0.4, "timestamp": motionStart},
+		{"thingName": "cam", "event": "end", "start": motionStart, "end": motionEnd, "preRollFrom": motionStart.Add(-2 * time.Second), "peakScore": 0.6, "timestamp": motionEnd},
+	} {
+		payload, err := json.Marshal(ev)
+		require.NoError(t, err)
+		require.NoError(t, c.broker.srv.Publish("edgecam/cam/events/motion", payload, false, 1))
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(c.KVSEndpoint() + "/kvs/streams/cam/motion")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var got struct{ Motion []motionSpan }
+		return json.NewDecoder(resp.Body).Decode(&got) == nil && len(got.Motion) == 1 && got.Motion[0].End != nil && got.Motion[0].PeakScore == 0.6
+	}, 10*time.Second, 50*time.Millisecond, "the motion event reaches localcloud")
 
 	profile, err := os.MkdirTemp("", "edgecam-chromium-")
 	require.NoError(t, err)
@@ -68,6 +91,7 @@ func TestRecordingsPageInChromium(t *testing.T) {
 	require.Equal(t, "cam", st.Stream)
 	require.Equal(t, 3, st.Fragments)
 	require.Len(t, st.Spans, 1)
+	require.Len(t, st.Motion, 1, "the motion interval is on the timeline")
 	require.NotNil(t, st.Playing)
 	require.Greater(t, st.CurrentTime, 1.0, "the clip plays")
 	require.Greater(t, st.FramesDecoded, 10)

@@ -6,7 +6,7 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const rec = window.edgecamRecordings = { state: 'starting', stream: '', fragments: 0, spans: [], playing: null, currentTime: 0, framesDecoded: 0, error: '' };
+const rec = window.edgecamRecordings = { state: 'starting', stream: '', fragments: 0, spans: [], motion: [], playing: null, currentTime: 0, framesDecoded: 0, error: '' };
 function log(msg) { $('log').textContent = (new Date().toISOString().slice(11, 19) + ' ' + msg + '\n' + $('log').textContent).slice(0, 4000); }
 const fmt = (ms) => new Date(ms).toLocaleString();
 const secs = (ms) => (ms / 1000).toFixed(1) + ' s';
@@ -52,6 +52,18 @@ function spansOf(list) {
   return spans;
 }
 
+// motionOf returns the motion intervals localcloud saw the thing named like the stream
+// publish (edgecam/<thing>/events/motion); none where that is not served (AWS).
+async function motionOf(stream) {
+  try {
+    const resp = await fetch(`/kvs/streams/${encodeURIComponent(stream)}/motion`, { cache: 'no-store' });
+    if (!resp.ok) return [];
+    return (await resp.json()).motion.map((m) => ({ from: Date.parse(m.preRollFrom || m.start), start: Date.parse(m.start), end: m.end ? Date.parse(m.end) : Date.now() }));
+  } catch (e) {
+    return [];
+  }
+}
+
 // play fetches the span as an MP4 clip (GetClip: at most 200 fragments) and plays it.
 async function play(span, i) {
   const url = (await dataEndpoint(rec.stream, 'GET_CLIP')) + '/getClip';
@@ -74,6 +86,8 @@ async function refresh() {
   const to = Date.now(), from = to - Number($('window').value) * 1000;
   const list = await fragments(stream, from, to);
   const spans = spansOf(list);
+  const motion = (await motionOf(stream)).filter((m) => m.end >= from && m.from <= to);
+  rec.motion = motion;
   rec.fragments = list.length;
   rec.spans = spans;
   $('count').textContent = list.length;
@@ -97,6 +111,15 @@ async function refresh() {
     tr.querySelector('button').onclick = () => play(s, i).catch(fail);
     tbody.appendChild(tr);
   });
+  for (const m of motion) {
+    const el = document.createElement('div');
+    el.className = 'motion';
+    el.style.left = ((Math.max(m.from, from) - from) / (to - from) * 100) + '%';
+    el.style.width = ((m.end - Math.max(m.from, from)) / (to - from) * 100) + '%';
+    el.title = `motion ${fmt(m.start)} – ${fmt(m.end)} (pre-roll from ${fmt(m.from)})`;
+    tl.appendChild(el);
+  }
+  $('motion').textContent = motion.length;
   rec.state = 'listed';
   log(`${stream}: ${list.length} fragments in ${spans.length} spans`);
 }
