@@ -46,6 +46,10 @@ type Agent struct {
 	// kvsWanted is true when KVS recording is configured and kvssink is installed; it
 	// starts once the device identity (the default stream name) is known.
 	kvsWanted bool
+	// native is edgecam's own KVS uploader (recording.kvs.uploader); kvsUploader names the
+	// uploader in use (native or kvssink).
+	native      *nativeKVS
+	kvsUploader string
 
 	webrtc    *webrtc.Server
 	motion    motionState
@@ -108,13 +112,13 @@ func New(opts Options) (*Agent, error) {
 	a.metrics = newMetrics(a)
 	rec := cfg.Recording
 	if rec.Mode != config.RecordOff && rec.KVS.Enabled {
-		found, err := findKVSSink(cfg, log.Named("kvs"))
+		found, err := a.pickKVSUploader(cfg, log.Named("kvs"))
 		if err != nil {
 			return nil, err
 		}
 		if found {
 			a.kvsWanted = true
-		} else {
+		} else if a.native == nil {
 			log.Warn("recording.kvs.enabled, but the kvssink GStreamer element is not installed (build it with scripts/build-kvssink.sh and set recording.kvs.plugin_dir; see README: Kinesis Video Streams): recording local segments instead",
 				zap.String("recordings", cfg.RecordingsDir()))
 			rec.Local.Enabled = true
@@ -126,7 +130,7 @@ func New(opts Options) (*Agent, error) {
 			Dir: dir, Ext: rec.Local.Format, MaxAge: rec.Local.MaxAge,
 			MaxBytes: int64(rec.Local.MaxBytes), MaxShare: float64(rec.Local.MaxSharePercent) / 100,
 			MinFree: int64(rec.Local.MinFreeBytes), Log: log.Named("janitor"),
-			SegmentBytes: int64(cfg.Media.Encoder.BitrateKbps) * 1000 / 8 * int64(rec.Local.Segment/time.Second),
+			SegmentBytes: int64(cfg.Media.Encoder.BitrateKbps) * 1000 / 8 * int64(rec.Local.Segment/time.Second), Segment: rec.Local.Segment,
 		})
 		a.recorder, err = media.NewSegmentRecorder(media.SegmentOptions{
 			Dir: dir, Segment: rec.Local.Segment, Format: rec.Local.Format, Log: log.Named("recorder"), Janitor: a.janitor,
@@ -180,6 +184,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.gated = append(a.gated, a.recorder)
 		a.mu.Unlock()
 	}
+	nativeSub := a.subscribeNativeKVS(motionMode)
 	// Recorders stop after the source, so they can finish the last file; the cloud link
 	// stops last, so that its final status message reports the finished recordings.
 	recordCtx, stopRecording := context.WithCancel(context.WithoutCancel(ctx))
@@ -231,6 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if recSub != nil {
 		a.startRecorder(a.recorder, recSub)
 	}
+	nativeDone := a.runNativeKVS(cloudCtx, nativeSub)
 	controlDone := make(chan struct{})
 	go func() {
 		defer close(controlDone)
@@ -270,6 +276,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cloudDone != nil {
 		<-cloudDone
 	}
+	<-nativeDone
 	if metricsDone != nil {
 		<-metricsDone
 	}
@@ -394,6 +401,9 @@ type Status struct {
 	Recording struct {
 		Mode     string `json:"mode"`
 		Segments int    `json:"segments"`
+		// KVSUploader is native or kvssink when recording to KVS; KVS is the native one's state.
+		KVSUploader string     `json:"kvsUploader,omitempty"`
+		KVS         *KVSStatus `json:"kvs,omitempty"`
 	} `json:"recording"`
 	Subscribers int `json:"subscribers"`
 	Viewers     int `json:"viewers"`
@@ -413,6 +423,7 @@ func (a *Agent) StatusNow(state string) Status {
 	s.Video.Source = a.cfg.Media.Source.Kind
 	s.Video.Frames, s.Video.Restarts = a.source.Stats()
 	s.Recording.Mode = a.cfg.Recording.Mode
+	s.Recording.KVSUploader, s.Recording.KVS = a.kvsStatus()
 	if a.recorder != nil {
 		s.Recording.Segments = a.recorder.Count()
 	}

@@ -30,8 +30,10 @@ type JanitorOptions struct {
 	// segments (SegmentBytes, and the largest segment on disk), so that a segment never
 	// runs out of space before the janitor acts.
 	MinFree int64
-	// SegmentBytes is the expected size of one segment (bitrate × segment length; 0: unknown).
+	// SegmentBytes is the expected size of one segment (bitrate × segment length; 0: unknown)
+	// and Segment its length (for the log: how long the recordings' room lasts).
 	SegmentBytes int64
+	Segment      time.Duration
 	Interval     time.Duration // between sweeps (default 30 s)
 	Log          *zap.Logger
 	// Now is the wall clock (default time.Now); Elapsed is a monotonic clock (default: time
@@ -140,8 +142,8 @@ func (j *Janitor) logLayout() {
 		zap.String("min_free", mib(j.minFree(0)))}
 	if limit := j.maxBytes(total); limit > 0 {
 		fields = append(fields, zap.String("max_bytes", mib(limit)))
-		if j.opts.SegmentBytes > 0 {
-			fields = append(fields, zap.Duration("room_for", time.Duration(float64(limit)/float64(j.opts.SegmentBytes)*float64(time.Minute)).Round(time.Minute)))
+		if j.opts.SegmentBytes > 0 && j.opts.Segment > 0 {
+			fields = append(fields, zap.Duration("room_for", time.Duration(float64(limit)/float64(j.opts.SegmentBytes)*float64(j.opts.Segment)).Round(time.Minute)))
 		}
 	} else {
 		fields = append(fields, zap.String("max_bytes", "no bound"))
