@@ -24,6 +24,7 @@ func testConfig(t testing.TB) config.Config {
 	cfg.Media.Source.Width, cfg.Media.Source.Height, cfg.Media.Source.Framerate = 320, 180, 30
 	cfg.Media.Encoder.GOP = time.Second
 	cfg.Recording.Local.Segment = 2 * time.Second
+	cfg.Metrics.Listen = "127.0.0.1:0" // a free port: tests run side by side
 	return cfg
 }
 

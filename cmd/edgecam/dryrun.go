@@ -74,6 +74,9 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		cloud.ConfigureAgent(c)
 		c.Recording.Local = config.Local{Enabled: true, Dir: filepath.Join(out, "recordings"), Segment: 10 * time.Second, Format: c.Recording.Local.Format}
 		dryRunKVS(c, cloud) // into localcloud's KVS through kvssink when it is built
+		if c.Metrics.Listen == config.DefaultMetricsListen {
+			c.Metrics.Listen = "127.0.0.1:0" // a free port, printed once it listens, as localcloud's are
+		}
 		if video != "" {
 			c.Media.Source.Kind, c.Media.Source.Path, c.Media.Source.Loop = config.SourceFile, video, true
 		} else {
@@ -147,6 +150,7 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
+	go printMetricsURL(ctx, w, a)
 	runErr := a.Run(ctx)
 
 	if thing := a.Thing(); thing != "" {
