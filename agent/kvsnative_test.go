@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/media/kvsupload"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// The native uploader in the agent: the capture pipeline's fragments reach localcloud's KVS
+// stream through the spool, the status document names the uploader, and the metrics show the
+// spool.
+func TestAgentNativeKVSUploader(t *testing.T) {
+	cloud := startCloud(t, "cam-agent-1")
+	cfg := cloudConfig(t, cloud)
+	cfg.Recording.Mode = config.RecordContinuous
+	cfg.Recording.Local.Enabled = false
+	cfg.Recording.KVS.Enabled = true
+	cfg.Recording.KVS.Uploader = config.KVSUploaderNative
+	cfg.Recording.KVS.StreamName = "cam-native"
+	cfg.Motion.Enabled = false
+	require.Empty(t, cfg.Validate())
+	var log statusLog
+	require.NoError(t, cloud.Observe("edgecam/+/status", log.add))
+
+	a, err := New(Options{Config: cfg, Version: "test", RequireCloud: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+
+	require.Eventually(t, func() bool {
+		st, err := cloud.KVSStreamStats("cam-native")
+		return err == nil && st.FragmentsPersisted >= 3
+	}, 60*time.Second, 100*time.Millisecond, "fragments persisted in localcloud")
+	st, err := cloud.KVSStreamStats("cam-native")
+	require.NoError(t, err)
+	require.Zero(t, st.Duplicates)
+	require.Empty(t, st.Errors)
+
+	require.Eventually(t, func() bool {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		for _, m := range log.msgs {
+			if m.Recording.KVSUploader == "native" && m.Recording.KVS != nil && m.Recording.KVS.Persisted > 0 && m.Recording.KVS.Stream == "cam-native" {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 100*time.Millisecond, "the status document names the native uploader and its progress")
+
+	resp, err := http.Get("http://" + a.MetricsAddr() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, m := range []string{"edgecam_spool_bytes", "edgecam_kvs_acks_total{type=\"PERSISTED\"}", "edgecam_kvs_spool_dropped_fragments_total", "edgecam_kvs_upload_lag_seconds"} {
+		require.Contains(t, string(body), m)
+	}
+}
+
+func TestPickKVSUploader(t *testing.T) {
+	tests := []struct {
+		uploader string
+		want     string
+	}{
+		{config.KVSUploaderNative, "native"},
+		{config.KVSUploaderAuto, "native"}, // kvssink is not installed in this test's plugin path
+	}
+	for _, tc := range tests {
+		t.Run(tc.uploader, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.Recording.KVS.Uploader = tc.uploader
+			cfg.Recording.KVS.PluginDir = ""
+			t.Setenv("GST_PLUGIN_PATH", t.TempDir())
+			a := &Agent{cfg: cfg}
+			a.metrics = newMetrics(a)
+			found, err := a.pickKVSUploader(cfg, zaptest.NewLogger(t))
+			if err != nil || found {
+				t.Skipf("kvssink is installed on this machine (%v): auto picks it", err)
+			}
+			require.Equal(t, tc.want, a.kvsUploader)
+			require.NotNil(t, a.native)
+			require.NoError(t, a.native.spool.Close())
+		})
+	}
+}
+
+var _ = kvsupload.ErrFatal
