@@ -45,7 +45,7 @@ func TestCrashChild(t *testing.T) {
 	fmt.Printf("opened %d\n", sp.Stats().Fragments)
 	creds := aws.Credentials{AccessKeyID: env("AKID"), SecretAccessKey: env("SECRET"), SessionToken: env("TOKEN")}
 	up, err := NewUploader(UploaderOptions{Spool: sp, StreamName: "crash", Region: env("REGION"), ControlPlaneURL: env("ENDPOINT"),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
+		Credentials:  aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
 		CreateStream: true, DataRetentionHours: 24, Deduplicate: true, MaxBackoff: 200 * time.Millisecond, Log: zap.NewNop()})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
