@@ -283,3 +283,54 @@ func TestNativeIntoLocalcloudAcrossOutage(t *testing.T) {
 	require.NoError(t, n.spool.Close())
 	_ = exec.ErrNotFound
 }
+
+// A long outage fills the spool past its bound: the oldest fragments go first, the recording
+// goes on, the counters say how much was dropped, and what is left reaches KVS once it is back.
+func TestNativeSpoolBoundDuringOutage(t *testing.T) {
+	aus := rebase(encode(t, "320x240", 15, 30, 15))
+	cloud := newCloudRig(t)
+	cloud.stop() // down from the start
+	dir := t.TempDir()
+	sp, err := OpenSpool(SpoolOptions{Dir: dir, MaxBytes: 400_000, Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	rec, err := NewRecorder(RecorderOptions{Spool: sp})
+	require.NoError(t, err)
+	hub := media.NewHub(media.HubOptions{QueueFrames: 4096})
+	sub := hub.Subscribe(media.SubscribeOptions{Name: "kvs-native", QueueFrames: 4096})
+	recDone := make(chan struct{})
+	go func() {
+		defer close(recDone)
+		_ = rec.Record(context.Background(), sub)
+	}()
+	for _, au := range aus {
+		hub.Publish(au)
+	}
+	require.Eventually(t, func() bool {
+		subs := hub.Stats().Subscribers
+		return len(subs) == 1 && subs[0].Delivered == uint64(len(aus))
+	}, time.Minute, 10*time.Millisecond, "the recorder takes every frame")
+	hub.Close()
+	<-recDone
+	st := sp.Stats()
+	t.Logf("spool after the outage: %+v", st)
+	require.LessOrEqual(t, st.Bytes, int64(400_000))
+	require.Positive(t, st.DroppedFragments)
+	require.EqualValues(t, 30, int(st.DroppedFragments)+st.Fragments, "every fragment either waits or is counted as dropped")
+
+	cloud.start()
+	up, err := NewUploader(UploaderOptions{Spool: sp, StreamName: "cam", Region: "us-east-1", Credentials: cloud.credentials(),
+		ControlPlaneURL: cloud.endpoint(), CreateStream: true, DataRetentionHours: 24, Deduplicate: true, Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	upDone := make(chan error, 1)
+	go func() { upDone <- up.Run(ctx) }()
+	require.Eventually(t, func() bool { return sp.Stats().Fragments == 0 }, time.Minute, 50*time.Millisecond)
+	cancel()
+	require.NoError(t, <-upDone)
+	tcs, _ := cloud.storedInKVS(t, cloud.credentials(), "cam")
+	require.Len(t, tcs, st.Fragments)
+	// The newest survived: the stored ones are the last GOPs of the recording.
+	first := aus[int(st.DroppedFragments)*15].Wall.UnixMilli()
+	require.Equal(t, first, tcs[0], "the oldest were dropped, the newest kept")
+	require.NoError(t, sp.Close())
+}
