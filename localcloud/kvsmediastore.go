@@ -112,14 +112,6 @@ func (m *mediaStore) fragmentPath(name, number string) string {
 	return filepath.Join(m.streamDir(name), number+".mkv")
 }
 
-// duplicate returns the number of the fragment already stored with this producer timestamp.
-func (m *mediaStore) duplicate(name string, producerMs int64) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n, ok := m.loadLocked(name).byProducer[producerMs]
-	return n, ok
-}
-
 // newNumber is a fragment number: decimal, fixed width, increasing with the server time.
 func (m *mediaStore) newNumber(serverMs int64) string {
 	return fmt.Sprintf("9134385233318%013d%07d", serverMs, m.seq.Add(1)%10000000)

@@ -291,7 +291,6 @@ func producerMKV(frames []clipFrame, track mkv.Track, baseMs int64) (header []by
 type putMediaConn struct {
 	w    *io.PipeWriter
 	acks chan ack
-	resp *http.Response
 	done chan error
 }
 

@@ -103,16 +103,10 @@ type elementReader struct {
 	off int64
 	// peeked is a header read but not yet consumed by the caller.
 	peeked *Header
-	raw    [12]byte
-	rawLen int
 }
 
 func newElementReader(r io.Reader) *elementReader {
 	return &elementReader{r: bufio.NewReaderSize(r, 64<<10)}
-}
-
-func (er *elementReader) errf(format string, args ...any) error {
-	return &FormatError{Offset: er.off, Msg: fmt.Sprintf(format, args...)}
 }
 
 // readHeader reads the next element header. io.EOF means the stream ended cleanly between
