@@ -371,13 +371,17 @@ const (
 )
 
 // frameAge is the time since the newest access unit, or since the start before the first.
-func (a *Agent) frameAge() time.Duration {
+// Only for what Run starts (a.started is Run's); others say where they start counting.
+func (a *Agent) frameAge() time.Duration { return a.frameAgeFrom(a.started) }
+
+// frameAgeFrom is the time since the newest access unit, or since origin before the first.
+func (a *Agent) frameAgeFrom(origin time.Time) time.Duration {
 	last := a.source.LastFrame()
 	if last.IsZero() {
-		if a.started.IsZero() {
+		if origin.IsZero() {
 			return 0
 		}
-		return time.Since(a.started)
+		return time.Since(origin)
 	}
 	return time.Since(last)
 }

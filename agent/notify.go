@@ -18,7 +18,10 @@ type notifier struct {
 	log *zap.Logger
 	// watchdog is WatchdogSec as systemd passed it (WATCHDOG_USEC); 0 when off.
 	watchdog time.Duration
-	ready    bool   // READY=1 sent once
+	ready    bool   // READY=1 sent for the running agent
+	// started is true once READY=1 went out the first time: from then on systemd runs the
+	// watchdog, and an agent restarted inside the process gets no start-up grace.
+	started bool
 	status   string // the last STATUS= sent
 	warned   bool   // a failed send was logged
 }
@@ -58,7 +61,7 @@ func (n *notifier) send(lines ...string) {
 func (n *notifier) setStatus(status string, ready bool) {
 	var lines []string
 	if ready && !n.ready {
-		n.ready = true
+		n.ready, n.started = true, true
 		lines = append(lines, daemon.SdNotifyReady)
 		n.log.Info("ready: video flows", zap.String("status", status))
 	}

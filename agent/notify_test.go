@@ -165,10 +165,13 @@ func TestNotifyReadyStatusWatchdog(t *testing.T) {
 	ready := sock.wait(t, start, 20*time.Second, "READY=1", hasKey("READY", "1"))
 	require.Contains(t, ready.vars["STATUS"], "streaming (rtsp)", "READY=1 comes with the status")
 	require.Contains(t, ready.vars["STATUS"], "cloud off")
-	// Keep-alives every watchdog/4 while frames flow.
-	sock.wait(t, ready.at.Add(watchdog), 2*watchdog, "WATCHDOG=1", hasKey("WATCHDOG", "1"))
-	pings := sock.times("WATCHDOG", "1", ready.at, ready.at.Add(watchdog))
-	require.GreaterOrEqual(t, len(pings), 3, "about 4 keep-alives per period")
+	// Keep-alives (every watchdog/4) while frames flow: never a period without one.
+	sock.wait(t, ready.at.Add(2*watchdog), 3*watchdog, "WATCHDOG=1", hasKey("WATCHDOG", "1"))
+	pings := sock.times("WATCHDOG", "1", ready.at, ready.at.Add(2*watchdog))
+	require.GreaterOrEqual(t, len(pings), 2)
+	for i := 1; i < len(pings); i++ {
+		require.Less(t, pings[i].Sub(pings[i-1]), watchdog, "a keep-alive within each period")
+	}
 
 	// The camera goes away: the frames stop.
 	cam.Stop()
@@ -297,4 +300,34 @@ func TestChangedKeys(t *testing.T) {
 			require.ElementsMatch(t, tt.restart, notLive(changed))
 		})
 	}
+}
+
+// TestWatchdogAfterRestartWithoutFrames: a reload restarts the agent inside the process
+// onto a camera that delivers nothing; there is no start-up grace the second time, so the
+// keep-alives stop within the watchdog period and systemd restarts the service.
+func TestWatchdogAfterRestartWithoutFrames(t *testing.T) {
+	const watchdog = 2 * time.Second
+	sock := listenNotify(t, watchdog)
+	cfg := testConfig(t)
+	cfg.Recording.Mode = config.RecordOff
+	cfg.Motion.Enabled = false
+	h := startReloadHarness(t, cfg)
+	start := time.Now()
+	ready := sock.wait(t, start, 20*time.Second, "READY=1", hasKey("READY", "1"))
+	sock.wait(t, ready.at, watchdog, "WATCHDOG=1", hasKey("WATCHDOG", "1"))
+
+	dead := cfg
+	dead.Media.Source.Kind, dead.Media.Source.URL = config.SourceRTSP, "rtsp://127.0.0.1:1/nobody"
+	h.write(dead)
+	h.hup()
+	require.Eventually(t, func() bool { return h.started() == 2 }, 20*time.Second, 20*time.Millisecond)
+	restarted := time.Now()
+	timer := time.NewTimer(2 * watchdog)
+	<-timer.C
+	pings := sock.times("WATCHDOG", "1", restarted, time.Now())
+	if len(pings) > 0 {
+		require.Less(t, pings[len(pings)-1].Sub(restarted), watchdog, "keep-alives stop within the period")
+	}
+	require.Empty(t, sock.times("WATCHDOG", "1", restarted.Add(watchdog), time.Now()))
+	require.Empty(t, sock.times("READY", "1", restarted, time.Now()), "not ready without frames")
 }

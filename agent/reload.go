@@ -124,7 +124,7 @@ func (s *service) check() {
 	// Before the first READY=1 the start is systemd's TimeoutStartSec's business; after
 	// it, no frame for half the watchdog period stops the keep-alives, and systemd restarts
 	// the service within the period.
-	if !s.n.ready || a.frameAge() < s.n.frameLimit() {
+	if !s.n.started || a.frameAgeFrom(s.started) < s.n.frameLimit() {
 		s.n.keepAlive()
 	}
 }
