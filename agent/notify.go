@@ -18,12 +18,12 @@ type notifier struct {
 	log *zap.Logger
 	// watchdog is WatchdogSec as systemd passed it (WATCHDOG_USEC); 0 when off.
 	watchdog time.Duration
-	ready    bool   // READY=1 sent for the running agent
+	ready    bool // READY=1 sent for the running agent
 	// started is true once READY=1 went out the first time: from then on systemd runs the
 	// watchdog, and an agent restarted inside the process gets no start-up grace.
 	started bool
-	status   string // the last STATUS= sent
-	warned   bool   // a failed send was logged
+	status  string // the last STATUS= sent
+	warned  bool   // a failed send was logged
 }
 
 func newNotifier(log *zap.Logger) *notifier {
