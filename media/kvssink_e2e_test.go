@@ -46,7 +46,7 @@ type kvsWorld struct {
 	cloud  *localcloud.Cloud
 	cancel context.CancelFunc
 	creds  string
-	proxy  *hostPortProxy // what kvssink is given as its control plane
+	proxy  *hostPortProxy // the network, for outages
 }
 
 func newKVSWorld(t *testing.T, lifetime time.Duration) *kvsWorld {
@@ -106,12 +106,18 @@ func (w *kvsWorld) stop() {
 
 func (w *kvsWorld) endpoint() string { return "http://127.0.0.1:" + strconv.Itoa(w.port) }
 
-func (w *kvsWorld) recorder(stream string) *KVSSinkRecorder {
+// recorder records into stream through the real kvssink, straight to localcloud, or
+// through the network proxy (w.proxy) when proxied.
+func (w *kvsWorld) recorder(stream string, proxied bool) *KVSSinkRecorder {
+	controlPlane := w.endpoint()
+	if proxied {
+		controlPlane = w.proxy.url()
+	}
 	klog, err := StartKVSSinkLog(filepath.Join(w.dir, "kvssink-log"), zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel)).Named("kvssink"), false)
 	require.NoError(w.t, err)
 	w.t.Cleanup(klog.Close)
 	rec, err := NewKVSSinkRecorder(KVSSinkOptions{StreamName: stream, Region: "us-east-1", StorageSizeMB: 64, FragmentDuration: 2 * time.Second,
-		RetentionHours: 24, StreamingType: "realtime", CreateStream: true, CredentialFile: w.creds, ControlPlaneURI: w.proxy.url(),
+		RetentionHours: 24, StreamingType: "realtime", CreateStream: true, CredentialFile: w.creds, ControlPlaneURI: controlPlane,
 		LogConfig: klog.ConfigPath(), StartupTimeout: 20 * time.Second, Drain: 20 * time.Second, Log: zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel))})
 	require.NoError(w.t, err)
 	return rec
@@ -228,7 +234,7 @@ func kvsProbeFrames(t *testing.T, file string) int {
 func TestKVSSinkRecordsClipIntoLocalcloud(t *testing.T) {
 	w := newKVSWorld(t, time.Hour)
 	clip, side := testclip.Path(t, testclip.Ball)
-	rec := w.recorder(e2eThing)
+	rec := w.recorder(e2eThing, false)
 	frames, first, last := w.capture(rec, clip, false, nil)
 	require.EqualValues(t, side.Frames, frames, "the source played the whole clip")
 
@@ -252,12 +258,10 @@ func TestKVSSinkRecordsClipIntoLocalcloud(t *testing.T) {
 	require.Equal(t, int(frames), kvsProbeFrames(t, file), "GetClip holds every captured frame")
 }
 
-// hostPortProxy forwards 127.0.0.1 connections to target, adding target's port to the
-// first request's Host header on each connection. kvssink sends Host without the port
-// (it signs it so), and localcloud's GetDataEndpoint builds the data endpoint from Host:
-// without this, kvssink is sent to port 80. Remove once GetDataEndpoint answers with the
-// address the request came in on (reported to the localcloud owner). down and up cut and
-// restore the network between kvssink and localcloud.
+// hostPortProxy stands for the network between kvssink and localcloud: down cuts it (the
+// listener and every connection), up restores it. It forwards 127.0.0.1 connections to
+// target, naming itself in the first request's Host header of each connection (kvssink
+// sends the Host without its port), so that GetDataEndpoint points PutMedia through it too.
 type hostPortProxy struct {
 	t      *testing.T
 	addr   string
@@ -314,7 +318,7 @@ func (p *hostPortProxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
-	_, port, _ := net.SplitHostPort(p.target)
+	_, port, _ := net.SplitHostPort(p.addr)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -345,8 +349,12 @@ func (p *hostPortProxy) serve(ln net.Listener) {
 				i := bytes.Index(head, []byte("\r\n\r\n"))
 				lines := strings.Split(string(head[:i]), "\r\n")
 				for j, l := range lines {
-					if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "host") && !strings.Contains(strings.TrimSpace(v), ":") {
-						lines[j] = k + ": " + strings.TrimSpace(v) + ":" + port
+					if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "host") {
+						h := strings.TrimSpace(v)
+						if hh, _, err := net.SplitHostPort(h); err == nil {
+							h = hh
+						}
+						lines[j] = k + ": " + h + ":" + port
 					}
 				}
 				if _, err := up.Write(append([]byte(strings.Join(lines, "\r\n")), head[i:]...)); err != nil {
@@ -364,7 +372,7 @@ func (p *hostPortProxy) serve(ln net.Listener) {
 func TestKVSSinkResumesAfterNetworkOutage(t *testing.T) {
 	w := newKVSWorld(t, time.Hour)
 	clip, side := testclip.Path(t, testclip.Ball)
-	rec := w.recorder(e2eThing)
+	rec := w.recorder(e2eThing, true)
 	var downAt, upAt time.Time
 	_, first, last := w.capture(rec, clip, true, func(ctx context.Context) {
 		require.Eventually(t, func() bool { return rec.Stats().Persisted >= 3 }, 30*time.Second, 50*time.Millisecond, "recording started")
@@ -399,7 +407,7 @@ func TestKVSSinkCredentialsRollOver(t *testing.T) {
 	}
 	w := newKVSWorld(t, lifetime)
 	clip, side := testclip.Path(t, testclip.Ball)
-	rec := w.recorder(e2eThing)
+	rec := w.recorder(e2eThing, false)
 	_, first, last := w.capture(rec, clip, true, func(ctx context.Context) {
 		select {
 		case <-time.After(record):
