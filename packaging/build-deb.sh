@@ -28,10 +28,11 @@ case $arch in
 esac
 # A tag (v1.2.3 → 1.2.3); without one, 0.0.0+g<commit> (a bare hash may start with a digit
 # and would make a nonsensical version).
-version=$(git describe --tags --dirty 2>/dev/null || echo "0.0.0+g$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+# VERSION and COMMIT override both (a build from an exported tree).
+version=${VERSION:-$(git describe --tags --dirty 2>/dev/null || echo "0.0.0+g$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")}
 version=${version#v}
 [[ $version =~ ^[0-9] ]] || version="0.0.0+$version"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 
 env=(CGO_ENABLED=1 GOOS=linux GOARCH="$goarch")
 if [ "$arch" = "$host_arch" ]; then

@@ -21,6 +21,15 @@ if [ -f "$dir.complete" ]; then
   echo "$dir"
   exit 0
 fi
+# mmdebstrap runs the image's maintainer scripts through qemu-user and binfmt_misc; in a
+# container without systemd nobody has mounted binfmt_misc or enabled the qemu entries.
+case $arch in arm64) cpu=aarch64 ;; armhf) cpu=arm ;; *) cpu= ;; esac
+if [ -n "$cpu" ] && [ "$arch" != "$(dpkg --print-architecture)" ]; then
+  [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc ||
+    { echo "test-rootfs: cannot mount binfmt_misc: $arch programs cannot run here" >&2; exit 1; }
+  [ -e "/proc/sys/fs/binfmt_misc/qemu-$cpu" ] || update-binfmts --enable "qemu-$cpu" ||
+    { echo "test-rootfs: no qemu-$cpu binfmt entry: apt-get install qemu-user-static binfmt-support" >&2; exit 1; }
+fi
 mkdir -p "$cache"
 rm -rf "$dir"
 echo "test-rootfs: making a $arch $suite root file system with $pkgs" >&2
