@@ -334,7 +334,7 @@ func (d *Demuxer) cluster() (Event, bool, error) {
 	}
 	switch h.ID {
 	case IDSimpleBlock:
-		body, err := d.er.body(h, d.lim.MaxBlock)
+		raw, body, err := d.er.element(h, d.lim.MaxBlock)
 		if err != nil {
 			return Event{}, false, err
 		}
@@ -343,9 +343,9 @@ func (d *Demuxer) cluster() (Event, bool, error) {
 			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "SimpleBlock: " + err.Error()}
 		}
 		b.Keyframe = body[len(body)-len(b.Payload)-1]&0x80 != 0
-		return Event{Kind: EventBlock, Offset: h.Offset, Raw: Element(h.ID, body), Block: b}, true, nil
+		return Event{Kind: EventBlock, Offset: h.Offset, Raw: raw, Block: b}, true, nil
 	case IDBlockGroup:
-		body, err := d.er.body(h, d.lim.MaxBlock)
+		raw, body, err := d.er.element(h, d.lim.MaxBlock)
 		if err != nil {
 			return Event{}, false, err
 		}
@@ -353,7 +353,7 @@ func (d *Demuxer) cluster() (Event, bool, error) {
 		if err != nil {
 			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "BlockGroup: " + err.Error()}
 		}
-		return Event{Kind: EventBlock, Offset: h.Offset, Raw: Element(h.ID, body), Block: b}, true, nil
+		return Event{Kind: EventBlock, Offset: h.Offset, Raw: raw, Block: b}, true, nil
 	case IDTimecode:
 		return Event{}, false, &FormatError{Offset: h.Offset, Msg: "a second Timecode in a Cluster"}
 	}

@@ -171,3 +171,28 @@ func FuzzDemuxer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDemuxer reads a producer stream of 2 s clusters of 60 frames of 8 KB.
+func BenchmarkDemuxer(b *testing.B) {
+	stream := StreamStart(1000000, "bench", h264Track)
+	frame := bytes.Repeat([]byte{7}, 8000)
+	for c := 0; c < 50; c++ {
+		stream = append(stream, ClusterStart(uint64(c*2000))...)
+		for f := 0; f < 60; f++ {
+			stream = append(stream, SimpleBlockElement(1, int16(f*33), f == 0, frame)...)
+		}
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d := NewDemuxer(bytes.NewReader(stream), Limits{})
+		for {
+			if _, err := d.Next(); err != nil {
+				if err != io.EOF {
+					b.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+}

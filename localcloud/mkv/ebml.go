@@ -195,6 +195,26 @@ func (er *elementReader) body(h Header, max int64) ([]byte, error) {
 	return buf, err
 }
 
+// element reads the body of h (a known size, at most max bytes) into one buffer with a
+// re-encoded header: raw is the whole element, body its tail.
+func (er *elementReader) element(h Header, max int64) (raw, body []byte, err error) {
+	if h.Size == UnknownSize {
+		return nil, nil, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X of unknown size where a size is needed", uint32(h.ID))}
+	}
+	if h.Size > max {
+		return nil, nil, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X of %d bytes is larger than the %d allowed", uint32(h.ID), h.Size, max)}
+	}
+	raw = AppendHeader(make([]byte, 0, h.Size+12), h.ID, h.Size)
+	hl := len(raw)
+	raw = raw[:hl+int(h.Size)]
+	n, err := io.ReadFull(er.r, raw[hl:])
+	er.off += int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return raw, raw[hl:], err
+}
+
 // skip discards the body of h.
 func (er *elementReader) skip(h Header) error {
 	if h.Size == UnknownSize {
