@@ -283,6 +283,7 @@ func TestChangedKeys(t *testing.T) {
 		{"live only", func(c *config.Config) {
 			c.Motion.Sensitivity, c.Media.Encoder.BitrateKbps, c.Log.Level = 0.9, 800, "debug"
 		}, []string{"log.level", "motion.sensitivity", "media.encoder.bitrate_kbps"}, nil},
+		{"log format: at the next process start", func(c *config.Config) { c.Log.Format = "console" }, []string{"log.format"}, nil},
 		{"a mask", func(c *config.Config) { c.Motion.Masks = []config.Rect{{W: 0.1, H: 0.1}} }, []string{"motion.masks"}, nil},
 		{"empty and nil masks are the same", func(c *config.Config) { c.Motion.Masks = nil }, nil, nil},
 		{"needs a restart", func(c *config.Config) {

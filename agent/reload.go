@@ -151,6 +151,11 @@ func (s *service) reload(ctx context.Context) {
 		s.n.reloaded(s.a.phase(s.o.TimesyncDir))
 		return
 	}
+	for _, k := range changed {
+		if k == "log.format" {
+			log.Warn("log.format changes when the process starts again (systemctl restart edgecam); the other changes apply now")
+		}
+	}
 	if restart := notLive(changed); len(restart) > 0 {
 		s.restart(ctx, next, changed, restart)
 		return
@@ -210,7 +215,7 @@ func firstLine(s string) string {
 func notLive(changed []string) []string {
 	var out []string
 	for _, k := range changed {
-		live := false
+		live := k == "log.format" // the logger outlives the agent: the next process start applies it
 		for _, l := range liveKeys {
 			if k == l {
 				live = true
