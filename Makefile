@@ -29,7 +29,7 @@ build: deps
 testdata: deps $(CLIPS)/.stamp
 
 # Clips are regenerated when the generator changes.
-$(CLIPS)/.stamp: scripts/gen-testdata.sh
+$(CLIPS)/.stamp: scripts/gen-testdata.sh $(wildcard internal/synthscene/*.go scripts/synthclip/*.go)
 	rm -f $(CLIPS)/*.mp4 $(CLIPS)/*.json
 	scripts/gen-testdata.sh $(CLIPS)
 	@touch $@

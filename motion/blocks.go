@@ -18,7 +18,7 @@ func (d *Detector) differences(frame []byte, sx, sy int) {
 	if sx < 0 {
 		j0 = (-sx + blk - 1) / blk
 	}
-	j1 := (w - sx) / blk
+	j1 := min((w-sx)/blk, w/blk)
 	pairsEnd := j0 + (j1-j0)&^1
 	for by := range d.bh {
 		y0 := by*blk + sy

@@ -477,19 +477,20 @@ func (d *Detector) classify(shift, thr int32) {
 
 // learn updates the background and the flicker of every block: at the full rate where
 // nothing changed, four times faster where a region was only re-lit, four times slower
-// where something else changed, and the flicker not at all inside moving or re-lit regions.
+// where something else changed, and the flicker not at all in or next to moving regions
+// or in re-lit ones.
 func (d *Detector) learn() {
 	res, bg, vari := d.res, d.bg, d.vari
 	changed, label := d.blobs.changed, d.blobs.label
 	lut := &d.tone.lut
-	kind, lit := d.blobs.kind, d.blobs.lit
+	kind, lit, near := d.blobs.kind, d.blobs.lit, d.tracks.near
 	for _, sp := range d.runs {
 		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
 		bs = bs[:len(rs)]
 		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
 		vs, cs = vs[:len(rs)], cs[:len(rs)]
-		ls, lt := label[sp.from:sp.to], lit[sp.from:sp.to]
-		ls, lt = ls[:len(rs)], lt[:len(rs)]
+		ls, lt, ns := label[sp.from:sp.to], lit[sp.from:sp.to], near[sp.from:sp.to]
+		ls, lt, ns = ls[:len(rs)], lt[:len(rs)], ns[:len(rs)]
 		for k, raw := range rs {
 			if lt[k] > 0 {
 				lt[k]--
@@ -498,24 +499,23 @@ func (d *Detector) learn() {
 				continue
 			}
 			b := bs[k]
-			rate := d.rate
-			learnVar := true
+			rate, varRate := d.rate, d.rate
 			if cs[k] != 0 {
 				switch kind[ls[k]] {
 				case kindLight:
 					lt[k] = litFrames
 					// Light comes and goes: follow it fast, and it is no flicker.
-					rate, learnVar = min(rateOne, 4*d.rate), false
+					rate, varRate = min(rateOne, 4*d.rate), 0
 				case kindMoving:
-					rate, learnVar = d.fgRate, false
+					rate, varRate = d.fgRate, 0
 				default:
-					rate = d.fgRate
+					rate, varRate = d.fgRate, d.fgRate
 				}
 			}
-			if learnVar {
+			if varRate > 0 && ns[k] == 0 {
 				e := int64(raw - lut[min(max(b>>bgFrac, 0), 255*unit)>>4])
 				v := int64(vs[k])
-				v += ((e*e>>varShift - v) * int64(rate)) >> 16
+				v += ((e*e>>varShift - v) * int64(varRate)) >> 16
 				vs[k] = int32(min(v, math.MaxInt32))
 			}
 			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.

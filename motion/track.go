@@ -13,6 +13,10 @@ const (
 	clutterRegions = 12
 	// clutterFactor is how many times the clutter's mean region size a region needs.
 	clutterFactor = 3
+	// longTrack frames of following make any size enough (outside clutter): a small thing
+	// that keeps moving in view for two seconds at 5 frames per second is motion, down
+	// to a single block, which may then fade to faint single blocks without being lost.
+	longTrack = 10
 )
 
 type track struct {
@@ -35,6 +39,9 @@ type tracker struct {
 	out      []Region
 	outN     []int32
 	outBox   [][4]int32
+	// near marks the blocks in and around this frame's moving regions, which do not
+	// teach the flicker: what moves to and fro in one place stays motion.
+	near []uint8
 	// Running averages, in 1/16, of the number of candidate regions per frame and their
 	// mean size in blocks.
 	clutterN, clutterSz int32
@@ -44,6 +51,7 @@ func newTracker(nb int) tracker {
 	return tracker{
 		t:     make([]track, 0, maxTracks),
 		claim: make([]int32, nb),
+		near:  make([]uint8, nb),
 		ids:   make([]int32, 0, 16), cnt: make([]int32, 0, 16),
 		out: make([]Region, 0, maxTracks), outN: make([]int32, 0, maxTracks),
 		outBox: make([][4]int32, 0, maxTracks),
@@ -61,6 +69,7 @@ func (tr *tracker) clear() {
 // the size of the largest moving region (or of the largest candidate when none moves) and
 // the blocks of all moving regions.
 func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, moving int) {
+	tr.mark(b, 0) // clear last frame's marks
 	cand, sz := 0, 0
 	for id := range b.count {
 		if b.kind[id] == kindOther {
@@ -104,7 +113,7 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 			}
 			sx, sy = max(1, (t.x1-t.x0)/div), max(1, (t.y1-t.y0)/div)
 		}
-		id, ov := tr.overlap(b, t.x0+t.vx-sx, t.y0+t.vy-sy, t.x1+t.vx+sx, t.y1+t.vy+sy)
+		id, ov := tr.overlap(b, t.x0+t.vx-sx, t.y0+t.vy-sy, t.x1+t.vx+sx, t.y1+t.vy+sy, !cluttered && t.hits >= longTrack)
 		if id < 0 {
 			continue
 		}
@@ -183,7 +192,7 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 			continue
 		}
 		n := int(max(t.n, t.prevN))
-		if t.hits >= confirm && n >= need && !t.light {
+		if t.hits >= confirm && (n >= need || t.hits >= longTrack && !cluttered) && !t.light {
 			b.kind[t.region] = kindMoving
 			moving += int(t.n)
 			// Insert by size, largest first.
@@ -200,8 +209,9 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 			tr.outBox[i] = [4]int32{t.x0, t.y0, t.x1, t.y1}
 		}
 	}
+	tr.mark(b, 1)
 	if len(tr.out) > 0 {
-		best = int(tr.outN[0])
+		best = max(int(tr.outN[0]), need)
 	} else {
 		for id := range b.count {
 			if b.kind[id] == kindOther {
@@ -212,9 +222,9 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 	return need, best, moving
 }
 
-// overlap returns the region with the most changed blocks inside the box (clipped to the
-// grid) and how many, or -1.
-func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32) (id, count int32) {
+// overlap returns the followed region (or speck, if specks) with the most changed blocks
+// inside the box (clipped to the grid) and how many, or -1.
+func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32, specks bool) (id, count int32) {
 	x0, y0 = max(x0, 0), max(y0, 0)
 	x1, y1 = min(x1, int32(b.bw)), min(y1, int32(b.bh))
 	tr.ids, tr.cnt = tr.ids[:0], tr.cnt[:0]
@@ -226,7 +236,7 @@ func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32) (id, count int32) {
 				continue
 			}
 			l := b.label[k]
-			if !followed(b.kind[l]) {
+			if !followed(b.kind[l]) && !(specks && b.kind[l] == kindSpeck) {
 				continue
 			}
 			found := false
@@ -254,3 +264,15 @@ func (tr *tracker) overlap(b *blobs, x0, y0, x1, y1 int32) (id, count int32) {
 
 // followed reports whether regions of a kind are followed: candidates and re-lit ones.
 func followed(kind uint8) bool { return kind == kindOther || kind == kindLight }
+
+// mark sets near to v over the moving regions' boxes widened by two blocks.
+func (tr *tracker) mark(b *blobs, v uint8) {
+	for _, bx := range tr.outBox {
+		for y := max(bx[1]-2, 0); y < min(bx[3]+2, int32(b.bh)); y++ {
+			row := tr.near[y*int32(b.bw) : (y+1)*int32(b.bw)]
+			for x := max(bx[0]-2, 0); x < min(bx[2]+2, int32(b.bw)); x++ {
+				row[x] = v
+			}
+		}
+	}
+}

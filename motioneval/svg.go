@@ -79,7 +79,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	lx := left
 	item := func(swatch, label string) {
 		fmt.Fprintf(&b, `<g transform="translate(%.1f,%g)">%s<text x="22" y="4">%s</text></g>`+"\n", lx, legendY, swatch, html.EscapeString(label))
-		lx += 30 + 6.5*float64(len(label))
+		lx += 36 + 6.8*float64(len(label))
 	}
 	item(`<rect x="0" y="-5" width="16" height="10" fill="#eee" stroke="#bbb"/>`, "warm-up")
 	item(`<rect x="0" y="-5" width="16" height="10" fill="#2a2" opacity="0.25"/>`, "labelled motion")

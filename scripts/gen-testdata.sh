@@ -165,6 +165,44 @@ if [ ! -f "$out/motion-noise-60s.mp4" ] || [ ! -f "$out/motion-noise-60s.json" ]
   sidecar motion-noise-60s 60 noise ''
 fi
 
+# The outdoor motion suite (issue 11): textured scenes rendered by internal/synthscene
+# (go run ./scripts/synthclip) and piped as raw I420 into x264 — camera sway, fine rain,
+# coarse rain or snow, a bush in the wind, headlights sweeping a wall at night and cloud
+# shadows, each without and with a person crossing, plus a small distant person, a cat and
+# a quiet scene. 640x360, 10 fps, 36 s, 2 s GOP. The clips are remade when the generator's
+# sources change (their hash is kept in .synth-version).
+synth_version=$(cat scripts/gen-testdata.sh internal/synthscene/*.go scripts/synthclip/*.go 2>/dev/null | sha256sum | cut -c1-16)
+if [ "$(cat "$out/.synth-version" 2>/dev/null)" != "$synth_version" ]; then
+  rm -f "$out"/outdoor-*.mp4 "$out"/outdoor-*.json
+fi
+synthclip="$out/.synthclip"
+synth_start=$(date +%s)
+synth_built=""
+while read -r name w h fps frames <&3; do
+  if [ -f "$out/$name.mp4" ] && [ -f "$out/$name.json" ]; then
+    continue
+  fi
+  if [ -z "$synth_built" ]; then
+    go build -o "$synthclip" ./scripts/synthclip
+    synth_built=1
+  fi
+  echo "gen-testdata: $out/$name.mp4 (${w}x${h} ${fps} fps, $((frames / fps)) s, synthetic outdoor scene)"
+  "$synthclip" -scene "$name" -sidecar "$out/$name.json.tmp" | gst-launch-1.0 -q -e fdsrc fd=0 ! \
+    rawvideoparse width="$w" height="$h" framerate="$fps/1" format=i420 ! \
+    x264enc bframes=0 key-int-max=$((2 * fps)) threads=1 speed-preset=veryfast bitrate=800 option-string=scenecut=0 ! \
+    video/x-h264,profile=high ! h264parse ! mp4mux ! filesink location="$out/$name.tmp.mp4"
+  ffmpeg -nostdin -v error -y -i "$out/$name.tmp.mp4" -c copy -map_metadata -1 -fflags +bitexact \
+    -flags:v +bitexact -movflags +faststart "$out/$name.tmp2.mp4"
+  rm "$out/$name.tmp.mp4"
+  mv "$out/$name.tmp2.mp4" "$out/$name.mp4"
+  mv "$out/$name.json.tmp" "$out/$name.json"
+done 3< <(go run ./scripts/synthclip -list)
+echo "$synth_version" >"$out/.synth-version"
+if [ -n "$synth_built" ]; then
+  rm -f "$synthclip"
+  echo "gen-testdata: outdoor suite in $(($(date +%s) - synth_start)) s"
+fi
+
 # A 720p30 stream at about 2 Mbit/s (a ball over light noise), for the live-view load
 # benchmark, served over RTSP and passed through.
 if [ ! -f "$out/live-1280x720-30fps-20s.mp4" ] || [ ! -f "$out/live-1280x720-30fps-20s.json" ]; then
