@@ -43,9 +43,6 @@ type feeder struct {
 	skipped uint64 // units not written: paused, or already written
 }
 
-// errNoUnit ends a wait for the first unit: the subscription or ctx ended first.
-var errNoUnit = errors.New("no unit")
-
 // record runs pipelines for the subscription until ctx ends or the subscription closes.
 func (f *feeder) record(ctx context.Context, sub *Subscription) error {
 	gap := false
