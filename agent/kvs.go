@@ -63,6 +63,26 @@ func kvsCACert(cfg config.Config) string {
 	return ""
 }
 
+// kvssinkCAFile returns a CA file kvssink accepts: kvssink takes only a directory or a file
+// whose name ends in .pem, so another name (AmazonRootCA1.crt, …) is copied to dir/ca.pem.
+func kvssinkCAFile(path, dir string) (string, error) {
+	if path == "" || strings.HasSuffix(strings.ToLower(path), ".pem") {
+		return path, nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return path, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("recording.kvs.ca_cert: %w", err)
+	}
+	dst := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		return "", fmt.Errorf("kvssink CA file: %w", err)
+	}
+	return dst, nil
+}
+
 // newKVSRecorder builds the kvssink recorder for stream: kvssink's log routed into the
 // agent's (log4cplus configuration in <state_dir>/kvssink/, followed until ctx ends), its
 // control plane, CA and start-up time-out, and a preflight that checks (and, when allowed,
@@ -76,6 +96,11 @@ func (a *Agent) newKVSRecorder(ctx context.Context, dev *device, stream string) 
 		return nil, err
 	}
 	context.AfterFunc(ctx, klog.Close)
+	ca, err := kvssinkCAFile(kvsCACert(cfg), filepath.Join(cfg.StateDir, "kvssink"))
+	if err != nil {
+		klog.Close()
+		return nil, err
+	}
 	id, store := dev.id, dev.store
 	host, _, _ := strings.Cut(cfg.Credentials.Endpoint, ":")
 	auth := media.KVSAuthCredentialFile
@@ -88,7 +113,7 @@ func (a *Agent) newKVSRecorder(ctx context.Context, dev *device, stream string) 
 		Auth: auth, CredentialFile: cfg.KVSSinkCredentialFile(),
 		IoTEndpoint: host, CertPath: store.CertPath(), KeyPath: store.KeyPath(id), CAPath: store.CAPath(),
 		RoleAlias: cfg.Credentials.RoleAlias, ThingName: id.ThingName,
-		ControlPlaneURI: k.ControlPlaneURI, CACertPath: kvsCACert(cfg),
+		ControlPlaneURI: k.ControlPlaneURI, CACertPath: ca,
 		LogConfig: klog.ConfigPath(), StartupTimeout: k.StartupTimeout, Log: log,
 	}
 	if cfg.Credentials.Endpoint != "" {

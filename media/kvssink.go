@@ -206,8 +206,13 @@ func NewKVSSinkRecorder(o KVSSinkOptions) (*KVSSinkRecorder, error) {
 		return nil, err
 	}
 	if o.CACertPath != "" {
-		if _, err := os.Stat(o.CACertPath); err != nil {
+		st, err := os.Stat(o.CACertPath)
+		if err != nil {
 			return nil, fmt.Errorf("recording.kvs.ca_cert: %w", err)
+		}
+		// kvssink takes a directory of certificates, or a file whose name ends in .pem.
+		if !st.IsDir() && !strings.HasSuffix(strings.ToLower(o.CACertPath), ".pem") {
+			return nil, fmt.Errorf("recording.kvs.ca_cert %s: kvssink's CA file name must end in .pem (or be a directory): copy or link it to a .pem name", o.CACertPath)
 		}
 	}
 	if err := setKVSSinkEnv("KVSSINK_CA_CERT_PATH", o.CACertPath); err != nil {
