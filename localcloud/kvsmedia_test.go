@@ -233,3 +233,33 @@ func TestPutMediaDotStreamNames(t *testing.T) {
 	_, err = os.Stat(c.Paths().KVSStreams)
 	require.NoError(t, err)
 }
+
+// TestPutMediaAfterRestart: localcloud restarted on the same directory knows its stream
+// and fragments; the producer's re-sent fragment is acknowledged with the stored number.
+func TestPutMediaAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := start(t, Options{Dir: dir})
+	createStream(t, c, "cam", 1)
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	pm := openPutMedia(t, c, "cam", issuedCreds(c))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	first := pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+	require.NoError(t, c.Close())
+
+	c2 := start(t, Options{Dir: dir})
+	pm = openPutMedia(t, c2, "cam", issuedCreds(c2))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	require.Equal(t, first, pm.expectFragment(t, clusterTimecode(t, clusters[0])), "the re-sent fragment keeps its number")
+	pm.w.Close()
+	second := pm.expectFragment(t, clusterTimecode(t, clusters[1]))
+	require.Greater(t, second, first)
+	st, err := c2.KVSStreamStats("cam")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Duplicates)
+	require.Equal(t, int64(1), st.FragmentsPersisted)
+}
