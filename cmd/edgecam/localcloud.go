@@ -83,6 +83,7 @@ func (f *localcloudFlags) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintf(w, "  credentials provider:                     https://%s/role-aliases/%s/credentials\n", cloud.CredentialsEndpoint(), cloud.RoleAlias())
 	fmt.Fprintf(w, "  KVS signaling (control plane, WebSocket): %s\n", cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  live view page:                           %s/viewer/\n", cloud.KVSEndpoint())
+	fmt.Fprintf(w, "  recordings page:                          %s/viewer/recordings.html\n", cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  KVS streams (control plane, PutMedia):    %s (kvssink: CONTROL_PLANE_URI=%s)\n", cloud.KVSEndpoint(), cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  KVS stream counters (bytes ingested…):    %s/kvs/streams/ and …/kvs/streams/<name>/stats\n", cloud.KVSEndpoint())
 	fmt.Fprintf(w, "  KVS fragments on disk:                    %s\n", p.KVSData)
