@@ -24,6 +24,33 @@ const (
 	MotionNoise     = "motion-noise-60s"      // sensor-like noise only
 )
 
+// The outdoor motion suite (issue 11): textured scenes rendered by internal/synthscene,
+// 640x360, 10 fps, 36 s, 2 s GOP; "-object" clips add a person crossing (labelled).
+const (
+	OutdoorSway             = "outdoor-sway"
+	OutdoorSwayObject       = "outdoor-sway-object"
+	OutdoorRainFine         = "outdoor-rain-fine"
+	OutdoorRainFineObject   = "outdoor-rain-fine-object"
+	OutdoorRainCoarse       = "outdoor-rain-coarse"
+	OutdoorRainCoarseObject = "outdoor-rain-coarse-object"
+	OutdoorFoliage          = "outdoor-foliage"
+	OutdoorFoliageObject    = "outdoor-foliage-object"
+	OutdoorHeadlights       = "outdoor-headlights"
+	OutdoorHeadlightsObject = "outdoor-headlights-object"
+	OutdoorClouds           = "outdoor-clouds"
+	OutdoorCloudsObject     = "outdoor-clouds-object"
+	OutdoorQuiet            = "outdoor-quiet"
+	OutdoorPersonSmall      = "outdoor-person-small" // a 7x16 px person walking 12-24 s
+	OutdoorCat              = "outdoor-cat"          // a cat-sized animal trotting 14-19 s
+)
+
+// OutdoorSuite lists the outdoor clips.
+var OutdoorSuite = []string{
+	OutdoorSway, OutdoorSwayObject, OutdoorRainFine, OutdoorRainFineObject, OutdoorRainCoarse,
+	OutdoorRainCoarseObject, OutdoorFoliage, OutdoorFoliageObject, OutdoorHeadlights, OutdoorHeadlightsObject,
+	OutdoorClouds, OutdoorCloudsObject, OutdoorQuiet, OutdoorPersonSmall, OutdoorCat,
+}
+
 // Live720 is a 720p30 stream at about 2 Mbit/s (a ball over light noise), 20 s, 2 s GOP.
 const Live720 = "live-1280x720-30fps-20s"
 
