@@ -44,6 +44,7 @@ type Viewer struct {
 	firstKey   time.Time
 	received   int
 	broken     int
+	lost       int // RTP sequence numbers never seen (or seen out of order)
 }
 
 // New creates a viewer that will receive one H.264 video track.
@@ -148,6 +149,21 @@ func (v *Viewer) Stats() (received, broken int, firstKey time.Time) {
 	return v.received, v.broken, v.firstKey
 }
 
+// Counters is what a viewer has received so far.
+type Counters struct {
+	Frames      int       // complete, decodable access units
+	Broken      int       // access units dropped: incomplete, or without their references
+	LostPackets int       // RTP sequence gaps (a retransmission arriving late counts too)
+	FirstKey    time.Time // when the first complete keyframe arrived
+}
+
+// Counters returns the viewer's counters.
+func (v *Viewer) Counters() Counters {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return Counters{Frames: v.received, Broken: v.broken, LostPackets: v.lost, FirstKey: v.firstKey}
+}
+
 // receive reassembles access units: packets of one picture share a timestamp, the last has
 // the marker bit; a lost packet breaks the picture and everything up to the next keyframe.
 func (v *Viewer) receive(track *pion.TrackRemote) {
@@ -167,6 +183,13 @@ func (v *Viewer) receive(track *pion.TrackRemote) {
 		}
 		if started && pkt.SequenceNumber != lastSeq+1 {
 			broken = true
+			gap := int(pkt.SequenceNumber - lastSeq - 1)
+			if gap > 1<<15 { // behind: a late retransmission or a reordered packet
+				gap = 1
+			}
+			v.mu.Lock()
+			v.lost += gap
+			v.mu.Unlock()
 		}
 		lastSeq, started = pkt.SequenceNumber, true
 		if len(au) > 0 && pkt.Timestamp != ts {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	pion "github.com/pion/webrtc/v4"
-	pmedia "github.com/pion/webrtc/v4/pkg/media"
 	"go.uber.org/zap"
 )
 
@@ -22,7 +22,7 @@ type session struct {
 	viewer string
 	log    *zap.Logger
 	pc     *pion.PeerConnection
-	track  *pion.TrackLocalStaticSample
+	track  *pion.TrackLocalStaticRTP
 	sender *pion.RTPSender
 	bwe    cc.BandwidthEstimator
 	ctx    context.Context
@@ -46,7 +46,7 @@ func (s *Server) newSession(viewer string, onCandidate func(Candidate)) (*sessio
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: new peer connection: %w", err)
 	}
-	track, err := pion.NewTrackLocalStaticSample(pion.RTPCodecCapability{MimeType: pion.MimeTypeH264, ClockRate: 90000}, "video", "edgecam")
+	track, err := pion.NewTrackLocalStaticRTP(pion.RTPCodecCapability{MimeType: pion.MimeTypeH264, ClockRate: 90000}, "video", "edgecam")
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -95,29 +95,20 @@ func (sess *session) answer(offer string) (string, error) {
 	return sess.pc.LocalDescription().SDP, nil
 }
 
-// pump sends the Hub's access units to the viewer, starting with the current GOP.
+// pump sends the Hub's access units to the viewer, starting with the current GOP: its
+// keyframe at once, the backlog paced (see pacer.go).
 func (sess *session) pump() {
+	rate := sess.s.streamRate() * sess.s.opts.CatchUpSpeed
 	sub := sess.s.opts.Hub.Subscribe(media.SubscribeOptions{Name: "viewer " + sess.viewer, QueueFrames: sess.s.opts.QueueFrames})
 	sess.sub.Store(sub)
 	defer sub.Close()
-	last := time.Duration(-1)
+	tx := newTransmitter(sess.track, rate, uint16(rand.Uint32()), rand.Uint32())
 	for {
 		au, err := sub.Next(sess.ctx)
 		if err != nil {
 			return
 		}
-		d := au.Duration
-		if d <= 0 && last >= 0 {
-			d = au.PTS - last
-		}
-		if d <= 0 || d > time.Second {
-			d = 33 * time.Millisecond
-		}
-		last = au.PTS
-		if time.Since(au.Wall) > catchUp {
-			d = time.Millisecond
-		}
-		if err := sess.track.WriteSample(pmedia.Sample{Data: au.Data, Duration: d}); err != nil {
+		if err := tx.send(sess.ctx, au, time.Since(au.Wall) > catchUp); err != nil {
 			if errors.Is(err, context.Canceled) {
 				return
 			}

@@ -1,8 +1,8 @@
 // Package webrtc serves live H.264 from the Hub to WebRTC viewers with pion: one
 // PeerConnection per viewer, trickle ICE both ways, a viewer cap, an instant start on the
-// current GOP's keyframe, keyframe requests from PLI/FIR, and a per-viewer bandwidth estimate
-// (TWCC send-side estimation and REMB) that the agent can use for the encoder bitrate. It
-// knows nothing of KVS: signaling hands it offers and candidates and carries its answers.
+// current GOP's keyframe with the rest of the GOP paced behind it, keyframe requests from
+// PLI/FIR, and a per-viewer bandwidth estimate (TWCC send-side estimation and REMB) that the
+// agent can use for the encoder bitrate. It knows nothing of KVS: signaling hands it offers and candidates and carries its answers.
 package webrtc
 
 import (
@@ -61,7 +61,11 @@ type Options struct {
 	// costs CPU per packet, and only helps when the agent encodes (the estimate sets the
 	// bitrate); REMB estimates are read either way.
 	BandwidthEstimation bool
-	Log                 *zap.Logger
+	// CatchUpSpeed is how many times the stream's measured rate a new viewer's backlog (the
+	// current GOP after its keyframe) is sent at (default 3): the backlog is caught up in
+	// GOP/(CatchUpSpeed−1), and the link must carry CatchUpSpeed × the stream meanwhile.
+	CatchUpSpeed float64
+	Log          *zap.Logger
 }
 
 // Server owns the viewers' sessions.
@@ -91,6 +95,12 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.QueueFrames <= 0 {
 		opts.QueueFrames = 120
+	}
+	if opts.CatchUpSpeed == 0 {
+		opts.CatchUpSpeed = 3
+	}
+	if opts.CatchUpSpeed < 1.5 || opts.CatchUpSpeed > 100 {
+		return nil, fmt.Errorf("webrtc: catch-up speed %g is out of range: it must be between 1.5 and 100 times the stream's rate", opts.CatchUpSpeed)
 	}
 	if opts.InitialBitrate <= 0 {
 		opts.InitialBitrate = 2_000_000
@@ -135,7 +145,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.BandwidthEstimation {
 		ccFactory, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
-			// No pacer: a new viewer's GOP burst must go out at once (instant start); the
+			// No pacer here: the session paces a new viewer's catch-up itself (pacer.go); the
 			// encoder bitrate is what follows the estimate.
 			return gcc.NewSendSideBWE(gcc.SendSideBWEInitialBitrate(opts.InitialBitrate), gcc.SendSideBWEMinBitrate(100_000),
 				gcc.SendSideBWEPacer(gcc.NewNoOpPacer()))
@@ -326,8 +336,3 @@ func rembOf(p rtcp.Packet) int {
 	}
 	return 0
 }
-
-// catchUp: units older than this when they are sent belong to the GOP backlog a new viewer
-// starts with; they are sent with a tiny duration so that the viewer's decoder runs through
-// them at once and lands on live video instead of playing the backlog at its own pace.
-const catchUp = 100 * time.Millisecond

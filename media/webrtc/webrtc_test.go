@@ -33,7 +33,13 @@ func liveHub(t *testing.T) *media.Hub {
 // connect runs offer/answer and trickle ICE between a Go viewer and the server.
 func connect(t *testing.T, s *Server, id string) (*webrtcviewer.Viewer, error) {
 	t.Helper()
-	v, err := webrtcviewer.New(webrtcviewer.Options{IncludeLoopback: true})
+	return connectWith(t, s, id, webrtcviewer.Options{IncludeLoopback: true})
+}
+
+// connectWith is connect with the viewer's options.
+func connectWith(t testing.TB, s *Server, id string, vopts webrtcviewer.Options) (*webrtcviewer.Viewer, error) {
+	t.Helper()
+	v, err := webrtcviewer.New(vopts)
 	require.NoError(t, err)
 	t.Cleanup(func() { v.Close() })
 	offer, err := v.Offer()

@@ -1,0 +1,200 @@
+package webrtc
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/internal/rtsptest"
+	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/internal/webrtcviewer"
+	"github.com/edgecam/edgecam/media"
+	"github.com/edgecam/edgecam/media/h264"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	clipOnce sync.Once
+	clipAUs  [][]byte
+	clipErr  error
+)
+
+// clip720 returns the 720p30 2 Mbit/s test clip (2 s GOP) as Annex-B access units.
+func clip720(tb testing.TB) [][]byte {
+	tb.Helper()
+	clipOnce.Do(func() {
+		path, _, err := testclip.Load(testclip.Live720)
+		if err != nil {
+			clipErr = err
+			return
+		}
+		aus, err := rtsptest.ReadClip(path)
+		if err != nil {
+			clipErr = err
+			return
+		}
+		for _, au := range aus {
+			var data []byte
+			for _, nal := range au.NALUs {
+				data = append(append(data, 0, 0, 0, 1), nal...)
+			}
+			clipAUs = append(clipAUs, data)
+		}
+	})
+	if clipErr != nil {
+		tb.Fatalf("test clip %s: %v (run make testdata)", testclip.Live720, clipErr)
+	}
+	return clipAUs
+}
+
+// clipHub publishes the 720p clip into a Hub in real time, looping, as a camera would.
+func clipHub(tb testing.TB) *media.Hub {
+	tb.Helper()
+	aus := clip720(tb)
+	hub := media.NewHub(media.HubOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		const frame = time.Second / 30
+		start := time.Now()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(time.Duration(i) * frame))):
+			}
+			data := aus[i%len(aus)]
+			pts := time.Duration(i) * frame
+			hub.Publish(media.AccessUnit{Data: data, PTS: pts, DTS: pts, Duration: frame, Keyframe: h264.IsKeyframe(data)})
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done; hub.Close() })
+	return hub
+}
+
+// joinResult sums what the viewers saw during a run of joins.
+type joinResult struct {
+	ttff          []time.Duration // offer to first complete keyframe, per joiner
+	joinerBroken  []int           // broken access units per joiner
+	joinerLost    []int           // lost RTP packets per joiner
+	watcherBroken int             // broken access units at the viewer watching throughout
+	watcherLost   int
+	watcherFrames int
+	joinerFrames  int
+	brokenJoiners int // joiners with at least one broken access unit
+}
+
+func (r joinResult) pct(p float64) time.Duration {
+	d := slices.Clone(r.ttff)
+	slices.Sort(d)
+	return d[min(len(d)-1, int(p*float64(len(d))))]
+}
+
+// runJoins connects one viewer that watches throughout, then n viewers one after another,
+// each at a random moment of the 2 s GOP, each watching for `watch` after its first
+// keyframe (long enough for the backlog to be caught up), and counts what every viewer lost.
+func runJoins(tb testing.TB, s *Server, n int, watch time.Duration, vopts webrtcviewer.Options) joinResult {
+	tb.Helper()
+	watcher, err := connectWith(tb, s, "watcher", vopts)
+	require.NoError(tb, err)
+	waitFirstKey(tb, watcher)
+	before := watcher.Counters()
+	var r joinResult
+	for i := range n {
+		time.Sleep(rand.N(2 * time.Second)) // a random moment of the GOP
+		id := "joiner-" + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		t0 := time.Now()
+		v, err := connectWith(tb, s, id, vopts)
+		require.NoError(tb, err)
+		waitFirstKey(tb, v)
+		c := v.Counters()
+		r.ttff = append(r.ttff, c.FirstKey.Sub(t0))
+		time.Sleep(watch)
+		c = v.Counters()
+		r.joinerBroken = append(r.joinerBroken, c.Broken)
+		r.joinerLost = append(r.joinerLost, c.LostPackets)
+		r.joinerFrames += c.Frames
+		if c.Broken > 0 {
+			r.brokenJoiners++
+		}
+		s.Remove(id)
+		require.NoError(tb, v.Close())
+	}
+	after := watcher.Counters()
+	r.watcherBroken = after.Broken - before.Broken
+	r.watcherLost = after.LostPackets - before.LostPackets
+	r.watcherFrames = after.Frames - before.Frames
+	return r
+}
+
+func waitFirstKey(tb testing.TB, v *webrtcviewer.Viewer) {
+	tb.Helper()
+	select {
+	case <-v.Frames():
+	case <-time.After(15 * time.Second):
+		tb.Fatal("no frame within 15 s")
+	}
+	go func() { // drain, as a player would
+		for range v.Frames() {
+		}
+	}()
+}
+
+func joins() int {
+	if os.Getenv("EDGECAM_LONG_TESTS") == "1" {
+		return 20
+	}
+	return 8
+}
+
+// TestCatchUpLosesNothing: viewers joining at random moments of a 2 s GOP of a 720p30
+// 2 Mbit/s stream get the GOP's backlog without losing a packet, and so does the viewer
+// already watching.
+func TestCatchUpLosesNothing(t *testing.T) {
+	hub := clipHub(t)
+	s, err := NewServer(Options{Hub: hub, IncludeLoopback: true})
+	require.NoError(t, err)
+	defer s.Close()
+	r := runJoins(t, s, joins(), time.Second, webrtcviewer.Options{IncludeLoopback: true})
+	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames",
+		r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost, r.watcherBroken, r.watcherLost, r.watcherFrames)
+	require.Zero(t, r.brokenJoiners, "joiners with broken access units: %v", r.joinerBroken)
+	require.Zero(t, r.watcherBroken, "broken access units at the viewer already watching")
+	require.Positive(t, r.watcherFrames)
+}
+
+// BenchmarkCatchUp reports time to first frame and what viewers lost during b.N joins
+// (run with -benchtime=20x).
+func BenchmarkCatchUp(b *testing.B) {
+	hub := clipHub(b)
+	s, err := NewServer(Options{Hub: hub, IncludeLoopback: true})
+	require.NoError(b, err)
+	defer s.Close()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		n++
+	}
+	r := runJoins(b, s, n, time.Second, webrtcviewer.Options{IncludeLoopback: true})
+	reportJoins(b, r)
+}
+
+func reportJoins(b *testing.B, r joinResult) {
+	b.ReportMetric(float64(r.pct(0.5).Microseconds())/1000, "ttff-p50-ms")
+	b.ReportMetric(float64(r.pct(0.95).Microseconds())/1000, "ttff-p95-ms")
+	b.ReportMetric(float64(r.brokenJoiners), "joiners-with-broken-AUs")
+	var broken, lost int
+	for i := range r.joinerBroken {
+		broken += r.joinerBroken[i]
+		lost += r.joinerLost[i]
+	}
+	b.ReportMetric(float64(broken), "joiner-broken-AUs")
+	b.ReportMetric(float64(lost), "joiner-lost-pkts")
+	b.ReportMetric(float64(r.watcherBroken), "watcher-broken-AUs")
+	b.ReportMetric(float64(r.watcherLost), "watcher-lost-pkts")
+}
