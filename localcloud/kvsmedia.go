@@ -106,18 +106,26 @@ func (s *streamService) close() {
 	}
 }
 
+// ackWriteTimeout bounds writing one ack: a producer that stops reading its acks loses the
+// connection rather than holding the session (and a newer connection) up.
+const ackWriteTimeout = 10 * time.Second
+
 // putSession is one PutMedia connection.
 type putSession struct {
 	stream string
 	rc     *http.ResponseController
 	w      http.ResponseWriter
 	stats  *streamStats
+	done   chan struct{}
 
-	mu       sync.Mutex
+	// mu serialises writes; closed (set when the handler returns) stops them.
+	mu      sync.Mutex
+	closed  bool
+	lastAck time.Time
+
+	endMu    sync.Mutex
 	ended    bool
 	endError int // ErrorId to send when ended by the service (0: none)
-	lastAck  time.Time
-	done     chan struct{}
 }
 
 // send writes one ack line and flushes it.
@@ -128,18 +136,30 @@ func (p *putSession) send(a ack) {
 }
 
 func (p *putSession) sendLocked(a ack) {
+	if p.closed {
+		return
+	}
 	line, _ := json.Marshal(a)
+	_ = p.rc.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
 	_, _ = p.w.Write(append(line, '\n'))
 	_ = p.rc.Flush()
 	p.lastAck = time.Now()
 	p.stats.ack(a)
 }
 
-// end makes the session's body reads fail at once (a newer connection, a deleted stream,
-// shutdown); errorID, when not 0, is sent as the last ack.
-func (p *putSession) end(errorID int) {
+// close stops every write: the handler is returning.
+func (p *putSession) close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.closed = true
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// end makes the session's body reads fail at once (a newer connection, a deleted stream,
+// shutdown); errorID, when not 0, is sent as the last ack. It never waits for a write.
+func (p *putSession) end(errorID int) {
+	p.endMu.Lock()
+	defer p.endMu.Unlock()
 	if p.ended {
 		return
 	}
@@ -148,8 +168,8 @@ func (p *putSession) end(errorID int) {
 }
 
 func (p *putSession) endedBy() (bool, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.endMu.Lock()
+	defer p.endMu.Unlock()
 	return p.ended, p.endError
 }
 
@@ -163,7 +183,7 @@ func (p *putSession) idleLoop(every time.Duration) {
 			return
 		case <-t.C:
 			p.mu.Lock()
-			if !p.ended && time.Since(p.lastAck) >= every {
+			if time.Since(p.lastAck) >= every {
 				p.sendLocked(ack{EventType: "IDLE"})
 			}
 			p.mu.Unlock()
@@ -261,16 +281,13 @@ func (s *streamService) putMedia(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer func() {
 		// Nothing may touch w once the handler returns: the session leaves the map (end is
-		// only called from it), then is marked ended under its lock (idleLoop checks it).
+		// only called from it), then stops writing (idleLoop checks it).
 		s.mu.Lock()
 		if s.sessions[st.Name] == sess {
 			delete(s.sessions, st.Name)
 		}
 		s.mu.Unlock()
-		sess.mu.Lock()
-		sess.ended = true
-		sess.mu.Unlock()
-		close(sess.done)
+		sess.close()
 	}()
 	go sess.idleLoop(s.limits.Idle)
 
