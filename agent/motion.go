@@ -19,7 +19,20 @@ type MotionEvent struct {
 	PreRollFrom time.Time  `json:"preRollFrom"`
 	PeakScore   float64    `json:"peakScore"`
 	PeakArea    float64    `json:"peakArea"`
-	Timestamp   time.Time  `json:"timestamp"`
+	// Regions are the boxes that moved in the event's strongest frame, in 0..1 frame
+	// coordinates.
+	Regions   []MotionRegion `json:"regions,omitempty"`
+	Timestamp time.Time      `json:"timestamp"`
+}
+
+// MotionRegion is a moving region of a motion event: its box in 0..1 frame coordinates and
+// the fraction of the watched area it covers.
+type MotionRegion struct {
+	X    float64 `json:"x"`
+	Y    float64 `json:"y"`
+	W    float64 `json:"w"`
+	H    float64 `json:"h"`
+	Area float64 `json:"area"`
 }
 
 // motionState is what the rest of the agent reads of motion detection.
@@ -94,6 +107,9 @@ func (a *Agent) onMotion(ev motion.Event) {
 	log := a.log.Named("motion")
 	me := MotionEvent{ThingName: a.Thing(), Event: ev.Kind.String(), Start: ev.Start.UTC(), PreRollFrom: ev.PreRollFrom.UTC(),
 		PeakScore: ev.PeakScore, PeakArea: ev.PeakArea, Timestamp: time.Now().UTC()}
+	for _, r := range ev.Regions {
+		me.Regions = append(me.Regions, MotionRegion{X: r.X, Y: r.Y, W: r.W, H: r.H, Area: r.Area})
+	}
 	a.motion.mu.Lock()
 	if ev.Kind == motion.EventStart {
 		a.motion.active = true

@@ -59,6 +59,8 @@ type Event struct {
 	// PeakScore and PeakArea are the highest Result.Score and Result.Area among the event's
 	// motion frames so far.
 	PeakScore, PeakArea float64
+	// Regions are the moving regions of the frame with the peak score (a copy).
+	Regions []Region
 }
 
 // Gate turns per-frame results into motion events: an event starts after StartFrames
@@ -89,11 +91,13 @@ type Gate struct {
 	lastMotion time.Time
 	peakScore  float64
 	peakArea   float64
+	regions    []Region // at the peak score
 
 	// The current run of consecutive motion frames that has not started an event yet.
 	run                       int
 	runStart                  time.Time
 	runPeakScore, runPeakArea float64
+	runRegions                []Region
 
 	last time.Time // the latest frame time seen, so that time never goes back
 }
@@ -146,7 +150,7 @@ func (g *Gate) Update(t time.Time, r Result) (Event, bool) {
 	}
 
 	if g.active && !g.ending {
-		g.extend(t, r.Score, r.Area)
+		g.extend(t, r.Score, r.Area, r.Regions)
 		return Event{}, false
 	}
 	if g.run == 0 {
@@ -154,6 +158,9 @@ func (g *Gate) Update(t time.Time, r Result) (Event, bool) {
 		g.runPeakScore, g.runPeakArea = 0, 0
 	}
 	g.run++
+	if r.Score > g.runPeakScore || g.run == 1 {
+		g.runRegions = append(g.runRegions[:0], r.Regions...)
+	}
 	g.runPeakScore = max(g.runPeakScore, r.Score)
 	g.runPeakArea = max(g.runPeakArea, r.Area)
 	if g.run < g.o.StartFrames {
@@ -163,13 +170,14 @@ func (g *Gate) Update(t time.Time, r Result) (Event, bool) {
 	if g.active {
 		// Motion came back within the gap: the same event goes on.
 		g.ending = false
-		g.extend(t, g.runPeakScore, g.runPeakArea)
+		g.extend(t, g.runPeakScore, g.runPeakArea, g.runRegions)
 		return Event{}, false
 	}
 	g.active, g.ending = true, false
 	g.start = g.runStart
 	g.lastMotion = t
 	g.peakScore, g.peakArea = g.runPeakScore, g.runPeakArea
+	g.regions = append(g.regions[:0], g.runRegions...)
 	return g.event(EventStart, time.Time{}), true
 }
 
@@ -191,8 +199,11 @@ func (g *Gate) Flush(t time.Time) (Event, bool) {
 }
 
 // extend counts a motion frame at t, or a merged run ending at t, into the open event.
-func (g *Gate) extend(t time.Time, score, area float64) {
+func (g *Gate) extend(t time.Time, score, area float64, regions []Region) {
 	g.lastMotion = t
+	if score > g.peakScore {
+		g.regions = append(g.regions[:0], regions...)
+	}
 	g.peakScore = max(g.peakScore, score)
 	g.peakArea = max(g.peakArea, area)
 }
@@ -213,5 +224,6 @@ func (g *Gate) event(kind EventKind, end time.Time) Event {
 		PreRollFrom: g.start.Add(-g.o.PreRoll),
 		PeakScore:   g.peakScore,
 		PeakArea:    g.peakArea,
+		Regions:     append([]Region(nil), g.regions...),
 	}
 }

@@ -255,3 +255,25 @@ func TestEventKindString(t *testing.T) {
 	require.Equal(t, "EventKind(0)", EventKind(0).String())
 	require.Equal(t, "normalized", Normalized.String())
 }
+
+// TestGateCarriesPeakRegions: an event carries a copy of the moving regions of its
+// strongest frame.
+func TestGateCarriesPeakRegions(t *testing.T) {
+	g, err := NewGate(GateOptions{StartFrames: 2, PostRoll: time.Second})
+	require.NoError(t, err)
+	small := []Region{{Rect: Rect{X: 0.1, Y: 0.1, W: 0.05, H: 0.05}, Area: 0.001}}
+	big := []Region{{Rect: Rect{X: 0.5, Y: 0.2, W: 0.2, H: 0.3}, Area: 0.02}}
+	_, ok := g.Update(at(0), Result{Motion: true, Score: 0.6, Regions: small})
+	require.False(t, ok)
+	ev, ok := g.Update(at(1), Result{Motion: true, Score: 0.9, Regions: big})
+	require.True(t, ok)
+	require.Equal(t, big, ev.Regions)
+	big[0].X = 0.9 // the detector reuses its slice
+	_, ok = g.Update(at(2), Result{Motion: true, Score: 0.7, Regions: small})
+	require.False(t, ok)
+	ev, ok = g.Update(at(10), Result{})
+	require.True(t, ok)
+	require.Equal(t, EventEnd, ev.Kind)
+	require.Len(t, ev.Regions, 1)
+	require.Equal(t, 0.5, ev.Regions[0].X, "a copy of the peak frame's regions")
+}
