@@ -158,10 +158,13 @@ func kvsPreflight(cfg config.Config, dev *device, creds func() aws.CredentialsPr
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		_, err := client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(stream)})
+		out, err := client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(stream)})
 		var notFound *types.ResourceNotFoundException
 		switch {
 		case err == nil:
+			if out.StreamInfo != nil && out.StreamInfo.Status == types.StatusCreating {
+				return waitStreamActive(ctx, client, stream)
+			}
 			return nil
 		case errors.As(err, &notFound) && k.CreateStream:
 			_, err = client.CreateStream(ctx, &kinesisvideo.CreateStreamInput{
@@ -172,12 +175,28 @@ func kvsPreflight(cfg config.Config, dev *device, creds func() aws.CredentialsPr
 			var inUse *types.ResourceInUseException
 			if err == nil || errors.As(err, &inUse) {
 				log.Info("KVS stream created", zap.String("stream", stream), zap.Int("retention_hours", k.RetentionHours))
-				return nil
+				// kvssink fails on a stream that is still CREATING.
+				return waitStreamActive(ctx, client, stream)
 			}
 			return fmt.Errorf("KVS stream %s does not exist and could not be created at %s: %w (the role alias needs kinesisvideo:CreateStream, or create the stream yourself)", stream, where, err)
 		case errors.As(err, &notFound):
 			return fmt.Errorf("KVS stream %s does not exist at %s and recording.kvs.create_stream is false: create it, or allow the agent to", stream, where)
 		}
 		return fmt.Errorf("KVS control plane %s unreachable or refusing DescribeStream for %s: %w", where, stream, err)
+	}
+}
+
+// waitStreamActive waits until a new stream leaves CREATING (AWS: a few seconds).
+func waitStreamActive(ctx context.Context, client *kinesisvideo.Client, stream string) error {
+	for {
+		out, err := client.DescribeStream(ctx, &kinesisvideo.DescribeStreamInput{StreamName: aws.String(stream)})
+		if err == nil && out.StreamInfo != nil && out.StreamInfo.Status != types.StatusCreating {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("KVS stream %s did not become active: %w", stream, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 }

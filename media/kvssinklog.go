@@ -180,6 +180,11 @@ var kvssinkLevels = map[string]zapcore.Level{
 	"WARN": zapcore.WarnLevel, "ERROR": zapcore.ErrorLevel, "FATAL": zapcore.ErrorLevel,
 }
 
+// kvssinkHarmless are warnings kvssink 3.6.0 gives in normal operation: at the start of
+// every PutMedia (curl is not paused yet), and at the end of stream (collectpads hands it
+// no buffer). They go to debug.
+var kvssinkHarmless = []string{"Failed to un-pause curl with error: 43", "GStreamer buffer is invalid"}
+
 // emit logs one kvssink line.
 func (l *KVSSinkLog) emit(line []byte) {
 	s := strings.TrimSpace(string(line))
@@ -190,6 +195,14 @@ func (l *KVSSinkLog) emit(line []byte) {
 	lv, msg, _ := strings.Cut(s, " ")
 	if zl, known := kvssinkLevels[lv]; known {
 		level, s = zl, strings.TrimSpace(msg)
+	}
+	if level > zapcore.DebugLevel {
+		for _, h := range kvssinkHarmless {
+			if strings.Contains(s, h) {
+				level = zapcore.DebugLevel
+				break
+			}
+		}
 	}
 	if ce := l.log.Check(level, "kvssink"); ce != nil {
 		ce.Write(zap.String("says", s))

@@ -159,6 +159,11 @@ func (f *dryRunFlags) run(cmd *cobra.Command, g *globals) error {
 	fmt.Fprintf(w, "dry-run: %d motion events (%d messages) received on the broker\n", events.Load(), messages.Load())
 	if cfg.Recording.KVS.Enabled {
 		printKVSWhere(w, cfg, cloud, a.Thing())
+		if stream := cfg.Recording.KVS.StreamName; stream != "" {
+			printKVSResult(w, cloud, stream)
+		} else if a.Thing() != "" {
+			printKVSResult(w, cloud, a.Thing())
+		}
 	}
 	files := a.Recordings()
 	fmt.Fprintf(w, "dry-run: %d frames captured, %d segments in %s\n", a.Frames(), len(files), cfg.RecordingsDir())

@@ -42,6 +42,16 @@ func dryRunKVS(c *config.Config, cloud *localcloud.Cloud) bool {
 	return true
 }
 
+// printKVSResult says what localcloud's KVS holds of the dry-run's stream.
+func printKVSResult(w io.Writer, cloud *localcloud.Cloud, stream string) {
+	st, err := cloud.KVSStreamStats(stream)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "dry-run: KVS stream %s: %d fragments persisted, %d bytes ingested, %d PutMedia connections, %d errors\n",
+		stream, st.FragmentsPersisted, st.BytesIngested, st.Connections, len(st.Errors))
+}
+
 // printKVSWhere says where a dry-run's KVS recording goes and how to watch it.
 func printKVSWhere(w io.Writer, cfg config.Config, cloud *localcloud.Cloud, thing string) {
 	stream := cfg.Recording.KVS.StreamName
