@@ -462,6 +462,9 @@ func (in *ingest) fragmentDone() (int, error) {
 	}
 	fr := storedFragment{ProducerMs: producerMs, ServerMs: in.s.k.now().UnixMilli(), DurationMs: dur, Frames: in.frames, TimecodeMs: in.timecodeMs}
 	stored, dup, err := in.s.media.add(in.stream, fr, fragmentMKV(ebml, in.info, in.tracksRaw, in.children))
+	if errors.Is(err, errStreamMissing) {
+		return ackErrStreamDeleted, errors.New("stream deleted")
+	}
 	if err != nil {
 		return ackErrPersistFailure, err
 	}

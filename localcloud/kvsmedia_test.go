@@ -143,6 +143,15 @@ func TestPutMediaStreamDeleted(t *testing.T) {
 	pm.expectError(t, ackErrStreamDeleted)
 	_, err = os.Stat(filepath.Join(c.Paths().KVSData, "cam"))
 	require.True(t, os.IsNotExist(err), "the fragments are deleted with the stream")
+
+	// A stream created again under the same name records afresh.
+	createStream(t, c, "cam", 1)
+	pm = openPutMedia(t, c, "cam", issuedCreds(c))
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1])
+	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+	pm.w.Close()
 }
 
 func TestPutMediaIdleAcks(t *testing.T) {

@@ -50,6 +50,8 @@ type mediaStore struct {
 
 	mu      sync.Mutex
 	streams map[string]*streamFragments
+	// gone marks deleted streams: a fragment still in flight is not stored for them.
+	gone map[string]bool
 	// changed is closed (and replaced) whenever a fragment is added: GetMedia waits on it.
 	changed chan struct{}
 	sweep   chan struct{}
@@ -59,7 +61,7 @@ func newMediaStore(dir string) (*mediaStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("KVS fragment store: %w", err)
 	}
-	return &mediaStore{dir: dir, streams: map[string]*streamFragments{}, changed: make(chan struct{}), sweep: make(chan struct{}, 1)}, nil
+	return &mediaStore{dir: dir, streams: map[string]*streamFragments{}, gone: map[string]bool{}, changed: make(chan struct{}), sweep: make(chan struct{}, 1)}, nil
 }
 
 // streamDir is where a stream's fragments go; the names "." and ".." (valid stream names)
@@ -122,6 +124,9 @@ func (m *mediaStore) newNumber(serverMs int64) string {
 func (m *mediaStore) add(name string, fr storedFragment, data []byte) (storedFragment, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.gone[name] {
+		return fr, false, errStreamMissing
+	}
 	sf := m.loadLocked(name)
 	if n, ok := sf.byProducer[fr.ProducerMs]; ok {
 		for _, old := range sf.list {
@@ -178,9 +183,17 @@ func (m *mediaStore) removeStream(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.streams, name)
+	m.gone[name] = true
 	close(m.changed)
 	m.changed = make(chan struct{})
 	return os.RemoveAll(m.streamDir(name))
+}
+
+// revive lets a stream created again (after a delete) store fragments.
+func (m *mediaStore) revive(name string) {
+	m.mu.Lock()
+	delete(m.gone, name)
+	m.mu.Unlock()
 }
 
 func (m *mediaStore) sweepSoon() {

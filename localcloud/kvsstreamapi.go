@@ -126,6 +126,7 @@ func (s *streamService) createStream(_ *http.Request, v any) (any, *awsError) {
 	if err != nil {
 		return nil, serviceError(http.StatusInternalServerError, "ClientLimitExceededException", "%v", err)
 	}
+	s.media.revive(st.Name)
 	s.log.Info("stream created", zap.String("stream", st.Name), zap.String("arn", st.ARN), zap.Int("retention_hours", retention))
 	return map[string]string{"StreamARN": st.ARN}, nil
 }
