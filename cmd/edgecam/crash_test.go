@@ -87,6 +87,7 @@ media:
   encoder: {kind: x264, gop: 1s}
   analysis: {enabled: false}
 motion: {enabled: false}
+metrics: {listen: ""}
 recording:
   mode: continuous
   local: {segment: 2s, format: %s}
