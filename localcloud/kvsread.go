@@ -109,7 +109,7 @@ func inRange(list []storedFragment, selectorType string, start, end *time.Time, 
 		if startsIn {
 			to = from
 		}
-		if start != nil && to < start.UnixMilli() || startsIn && start != nil && from < start.UnixMilli() {
+		if start != nil && to < start.UnixMilli() {
 			continue
 		}
 		if end != nil && from > end.UnixMilli() {
