@@ -367,6 +367,12 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 			d.stab.setReference()
 		} else {
 			sx, sy = d.stab.estimate(d.maxShift)
+			if (sx != 0 || sy != 0) && !d.shiftFits(frame, sx, sy) {
+				// A moving object or a change of light fooled the projections: the
+				// blocks match the background better where they are.
+				sx, sy = 0, 0
+				d.stab.sx, d.stab.sy = 0, 0
+			}
 		}
 	}
 	d.differences(frame, sx, sy)
@@ -422,6 +428,33 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 		r.Score = min(r.Score, 0.49)
 	}
 	return r, nil
+}
+
+// shiftFits reports whether a sample of blocks read at the shift (sx, sy) differ less from
+// the background, in sum, than read in place.
+func (d *Detector) shiftFits(frame []byte, sx, sy int) bool {
+	var at, in int64
+	for i := 0; i < len(d.sample); i += 4 {
+		k := int(d.sample[i])
+		x0, y0 := k%d.bw*blk, k/d.bw*blk
+		if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > d.w || y0+sy+blk > d.h || x0+blk > d.w || y0+blk > d.h {
+			continue
+		}
+		b := d.bg[k] >> bgFrac
+		at += int64(abs(blockSum(frame, d.stride, x0+sx, y0+sy) - b))
+		in += int64(abs(blockSum(frame, d.stride, x0, y0) - b))
+	}
+	return at < in
+}
+
+// blockSum is the sum of the block of pixels at x, y: its mean in 1/16 grey level.
+func blockSum(frame []byte, stride, x, y int) int32 {
+	var s int32
+	for r := range blk {
+		row := frame[(y+r)*stride+x : (y+r)*stride+x+blk]
+		s += int32(row[0]) + int32(row[1]) + int32(row[2]) + int32(row[3])
+	}
+	return s
 }
 
 // classify marks the blocks that changed beyond the tone curve, the noise floor and their
