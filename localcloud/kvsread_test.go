@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/edgecam/edgecam/localcloud/mkv"
 	"github.com/stretchr/testify/require"
@@ -207,5 +206,70 @@ func TestKVSReadSide(t *testing.T) {
 		require.NoError(t, os.WriteFile(file, mp4, 0o644))
 		probeFrames(t, file, 90)
 	})
-	_ = aws.String
+
+	t.Run("ListFragments by server timestamp", func(t *testing.T) {
+		now := float64(time.Now().UnixMilli()) / 1000
+		resp := archivedPost(ctx, t, c, "listFragments", map[string]any{"StreamName": "cam", "FragmentSelector": map[string]any{
+			"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": map[string]any{"StartTimestamp": now - 60, "EndTimestamp": now + 60}}})
+		defer resp.Body.Close()
+		var out struct{ Fragments []fragmentWire }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		require.Len(t, out.Fragments, 3)
+	})
+
+	t.Run("GetMedia CONTINUATION_TOKEN", func(t *testing.T) {
+		gctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		resp := archivedPost(gctx, t, c, "getMedia", map[string]any{"StreamName": "cam", "StartSelector": map[string]any{
+			"StartSelectorType": "CONTINUATION_TOKEN", "ContinuationToken": numbers[0]}})
+		defer resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+		d := mkv.NewDemuxer(bufio.NewReader(resp.Body), mkv.Limits{})
+		for {
+			ev, err := d.Next()
+			require.NoError(t, err)
+			if ev.Kind == mkv.EventTags && ev.Tags[0].Name == "AWS_KINESISVIDEO_FRAGMENT_NUMBER" {
+				require.Equal(t, numbers[1], ev.Tags[0].Value, "the fragment after the token comes first")
+				return
+			}
+		}
+	})
+
+	t.Run("HLS LIVE", func(t *testing.T) {
+		resp := archivedPost(ctx, t, c, "getHLSStreamingSessionURL", map[string]any{"StreamName": "cam"})
+		defer resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+		var out struct{ HLSStreamingSessionURL string }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		r, err := http.Get(strings.Replace(out.HLSStreamingSessionURL, "getHLSMasterPlaylist", "getHLSMediaPlaylist", 1) + "&TrackNumber=1")
+		require.NoError(t, err)
+		defer r.Body.Close()
+		b, err := io.ReadAll(r.Body)
+		require.NoError(t, err)
+		require.NotContains(t, string(b), "#EXT-X-ENDLIST", "a live playlist has no end")
+		require.Equal(t, 3, strings.Count(string(b), "getMP4MediaFragment.mp4"))
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		createStream(t, c, "no-retention", 0)
+		for _, tc := range []struct {
+			op       string
+			in       map[string]any
+			status   int
+			errorTyp string
+		}{
+			{"getHLSStreamingSessionURL", map[string]any{"StreamName": "cam", "PlaybackMode": "LIVE", "HLSFragmentSelector": rangeSel}, 400, "InvalidArgumentException"},
+			{"getHLSStreamingSessionURL", map[string]any{"StreamName": "cam", "ContainerFormat": "MPEG_TS"}, 400, "InvalidArgumentException"},
+			{"getClip", map[string]any{"StreamName": "no-retention", "ClipFragmentSelector": rangeSel}, 400, "NoDataRetentionException"},
+			{"getClip", map[string]any{"StreamName": "missing", "ClipFragmentSelector": rangeSel}, 404, "ResourceNotFoundException"},
+			{"listFragments", map[string]any{"StreamName": "cam", "FragmentSelector": map[string]any{"FragmentSelectorType": "ARRIVAL"}}, 400, "InvalidArgumentException"},
+			{"getMedia", map[string]any{"StreamName": "cam", "StartSelector": map[string]any{"StartSelectorType": "SOMETIME"}}, 400, "InvalidArgumentException"},
+			{"getMediaForFragmentList", map[string]any{"StreamName": "cam", "Fragments": []string{"123"}}, 404, "ResourceNotFoundException"},
+		} {
+			resp := archivedPost(ctx, t, c, tc.op, tc.in)
+			resp.Body.Close()
+			require.Equal(t, tc.status, resp.StatusCode, "%s %v", tc.op, tc.in)
+			require.Equal(t, tc.errorTyp, resp.Header.Get("x-amzn-ErrorType"), "%s %v", tc.op, tc.in)
+		}
+	})
 }
