@@ -13,6 +13,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
+	"github.com/pion/transport/v4"
 	pion "github.com/pion/webrtc/v4"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	Buffer int
 	// RelayOnly uses TURN relay candidates only (ICE transport policy "relay").
 	RelayOnly bool
+	// Net, when set, is the network the viewer's sockets are opened in (e.g. a shaped link
+	// in another network namespace, internal/netshape).
+	Net transport.Net
 }
 
 // Viewer is one receiving PeerConnection.
@@ -62,6 +66,9 @@ func New(opts Options) (*Viewer, error) {
 	}
 	se := pion.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(opts.IncludeLoopback)
+	if opts.Net != nil {
+		se.SetNet(opts.Net)
+	}
 	api := pion.NewAPI(pion.WithMediaEngine(m), pion.WithInterceptorRegistry(reg), pion.WithSettingEngine(se))
 	conf := pion.Configuration{ICEServers: opts.ICEServers}
 	if opts.RelayOnly {

@@ -2,6 +2,7 @@ package webrtc
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/netshape"
 	"github.com/edgecam/edgecam/internal/rtsptest"
 	"github.com/edgecam/edgecam/internal/testclip"
 	"github.com/edgecam/edgecam/internal/webrtcviewer"
@@ -95,12 +97,13 @@ func (r joinResult) pct(p float64) time.Duration {
 	return d[min(len(d)-1, int(p*float64(len(d))))]
 }
 
-// runJoins connects one viewer that watches throughout, then n viewers one after another,
+// runJoins connects one viewer that watches throughout (with wopts), then n viewers (vopts)
+// one after another,
 // each at a random moment of the 2 s GOP, each watching for `watch` after its first
 // keyframe (long enough for the backlog to be caught up), and counts what every viewer lost.
-func runJoins(tb testing.TB, s *Server, n int, watch time.Duration, vopts webrtcviewer.Options) joinResult {
+func runJoins(tb testing.TB, s *Server, n int, watch time.Duration, wopts, vopts webrtcviewer.Options) joinResult {
 	tb.Helper()
-	watcher, err := connectWith(tb, s, "watcher", vopts)
+	watcher, err := connectWith(tb, s, "watcher", wopts)
 	require.NoError(tb, err)
 	waitFirstKey(tb, watcher)
 	before := watcher.Counters()
@@ -160,12 +163,83 @@ func TestCatchUpLosesNothing(t *testing.T) {
 	s, err := NewServer(Options{Hub: hub, IncludeLoopback: true})
 	require.NoError(t, err)
 	defer s.Close()
-	r := runJoins(t, s, joins(), time.Second, webrtcviewer.Options{IncludeLoopback: true})
+	r := runJoins(t, s, joins(), time.Second, loopback, loopback)
 	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames",
 		r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost, r.watcherBroken, r.watcherLost, r.watcherFrames)
 	require.Zero(t, r.brokenJoiners, "joiners with broken access units: %v", r.joinerBroken)
 	require.Zero(t, r.watcherBroken, "broken access units at the viewer already watching")
 	require.Positive(t, r.watcherFrames)
+}
+
+var loopback = webrtcviewer.Options{IncludeLoopback: true}
+
+// TestCatchUpShapedLink is TestCatchUpLosesNothing with the viewers behind 8 Mbit/s links
+// with 20 ms of delay each way and a 100 ms queue (veth pairs into network namespaces, tc
+// tbf + netem): the joiners behind one, the watcher behind another, as viewers in different
+// places. The paced catch-up fits the link, so nothing is dropped. (Two viewers behind one
+// such link would lose packets whatever the catch-up does: two live 70 KB keyframes leave
+// for them at the same moment, more than the link's queue holds.)
+func TestCatchUpShapedLink(t *testing.T) {
+	link, wlink := shapedLink(t), shapedLink(t)
+	hub := clipHub(t)
+	s, err := NewServer(Options{Hub: hub})
+	require.NoError(t, err)
+	defer s.Close()
+	vnet, err := link.Net()
+	require.NoError(t, err)
+	wnet, err := wlink.Net()
+	require.NoError(t, err)
+	r := runJoins(t, s, joins(), 1500*time.Millisecond, webrtcviewer.Options{Net: wnet}, webrtcviewer.Options{Net: vnet})
+	drops, err := link.Drops()
+	require.NoError(t, err)
+	wdrops, err := wlink.Drops()
+	require.NoError(t, err)
+	drops += wdrops
+	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames; link drops %d",
+		r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost, r.watcherBroken, r.watcherLost, r.watcherFrames, drops)
+	require.Zero(t, r.brokenJoiners, "joiners with broken access units: %v", r.joinerBroken)
+	require.Zero(t, r.watcherBroken, "broken access units at the viewer already watching")
+	require.Positive(t, r.watcherFrames)
+}
+
+// shapedLink makes the 8 Mbit/s, 20 ms link, or skips the test saying why it cannot.
+func shapedLink(tb testing.TB) *netshape.Link {
+	tb.Helper()
+	link, err := netshape.New(context.Background(), netshape.Options{Rate: 8_000_000, Delay: 20 * time.Millisecond, Queue: 100 * time.Millisecond})
+	if errors.Is(err, netshape.ErrUnavailable) {
+		tb.Skipf("no shaped link: %v", err)
+	}
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = link.Close() })
+	if link.NoDelay != "" {
+		tb.Logf("the link is rate-limited but not delayed: %s", link.NoDelay)
+	}
+	return link
+}
+
+// BenchmarkCatchUpShaped is BenchmarkCatchUp through the shaped link.
+func BenchmarkCatchUpShaped(b *testing.B) {
+	link, wlink := shapedLink(b), shapedLink(b)
+	hub := clipHub(b)
+	s, err := NewServer(Options{Hub: hub})
+	require.NoError(b, err)
+	defer s.Close()
+	vnet, err := link.Net()
+	require.NoError(b, err)
+	wnet, err := wlink.Net()
+	require.NoError(b, err)
+	n := 0
+	for b.Loop() {
+		n++
+	}
+	r := runJoins(b, s, n, 1500*time.Millisecond, webrtcviewer.Options{Net: wnet}, webrtcviewer.Options{Net: vnet})
+	reportJoins(b, r)
+	drops, err := link.Drops()
+	require.NoError(b, err)
+	wdrops, err := wlink.Drops()
+	require.NoError(b, err)
+	b.ReportMetric(float64(drops), "joiner-link-drops")
+	b.ReportMetric(float64(wdrops), "watcher-link-drops")
 }
 
 // BenchmarkCatchUp reports time to first frame and what viewers lost during b.N joins
@@ -180,7 +254,7 @@ func BenchmarkCatchUp(b *testing.B) {
 	for b.Loop() {
 		n++
 	}
-	r := runJoins(b, s, n, time.Second, webrtcviewer.Options{IncludeLoopback: true})
+	r := runJoins(b, s, n, time.Second, loopback, loopback)
 	reportJoins(b, r)
 }
 

@@ -40,11 +40,15 @@ const (
 	minStreamRate = 250_000 / 8
 )
 
-// streamRate measures the stream's rate in bytes/s from what the Hub's ring holds.
+// streamRate measures the stream's rate in bytes/s from what the Hub's ring holds. Less than
+// a second of video (just after a keyframe, with no pre-roll) overweights the keyframe and
+// says little: then the rate is at least the configured initial bitrate.
 func (s *Server) streamRate() float64 {
 	st := s.opts.Hub.Stats()
-	span := max(st.RingSpan, time.Second)
-	return max(float64(st.RingBytes)/span.Seconds(), minStreamRate)
+	if st.RingSpan >= time.Second {
+		return max(float64(st.RingBytes)/st.RingSpan.Seconds(), minStreamRate)
+	}
+	return max(float64(st.RingBytes), float64(s.opts.InitialBitrate)/8, minStreamRate)
 }
 
 // pacer is a token bucket on bytes.

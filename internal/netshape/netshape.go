@@ -1,0 +1,202 @@
+// Package netshape gives tests a shaped network link: a veth pair between the host and a
+// network namespace it creates, with tc shaping (a tbf rate limit and a netem delay) on the
+// host's side, so that what the host sends to the namespace crosses a slow link with a
+// bounded queue, as a viewer on Wi-Fi or a mobile link. Sockets are opened inside the
+// namespace through Net, a pion transport.Net, so that a pion peer in the same process is
+// "behind" the link. It needs root and `ip` / `tc` (iproute2); New says so when they are not
+// there, and tests skip with that reason.
+package netshape
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"time"
+
+	"github.com/pion/transport/v4"
+	"github.com/pion/transport/v4/stdnet"
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnavailable wraps every reason the link cannot be made (not root, no iproute2, no
+// network namespaces): tests skip on it.
+var ErrUnavailable = errors.New("netshape: a shaped link cannot be made here")
+
+// Options describe the link from the host to the namespace.
+type Options struct {
+	// Rate is the tbf rate in bit/s (e.g. 8_000_000).
+	Rate int
+	// Queue is how long the tbf queue may be, in time at Rate (tbf's latency; default 100 ms).
+	Queue time.Duration
+	// Delay is netem's one-way delay, applied both ways.
+	Delay time.Duration
+}
+
+// Link is a veth pair into a network namespace.
+type Link struct {
+	ns      string
+	hostDev string
+	HostIP  net.IP // the host's end
+	PeerIP  net.IP // the namespace's end
+	// NoDelay says why the delay could not be applied (a kernel without netem), or is empty.
+	NoDelay  string
+	nsHandle *os.File
+}
+
+// New creates the namespace, the veth pair and the shaping. Close removes them.
+func New(ctx context.Context, opts Options) (*Link, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: not root (network namespaces and tc need it)", ErrUnavailable)
+	}
+	for _, tool := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%w: %s not found (install iproute2)", ErrUnavailable, tool)
+		}
+	}
+	if opts.Rate <= 0 {
+		return nil, errors.New("netshape: no rate: set Options.Rate in bit/s")
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = 100 * time.Millisecond
+	}
+	id := rand.N(1 << 16)
+	l := &Link{
+		ns:      fmt.Sprintf("edgecam-shape-%d", id),
+		hostDev: fmt.Sprintf("ecsh%d", id),
+		HostIP:  net.IPv4(10, 201, byte(id>>8), byte(id&0xfc)+1),
+		PeerIP:  net.IPv4(10, 201, byte(id>>8), byte(id&0xfc)+2),
+	}
+	peerDev := l.hostDev + "p"
+	if err := run(ctx, "ip", "netns", "add", l.ns); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	steps := [][]string{
+		{"ip", "link", "add", l.hostDev, "type", "veth", "peer", "name", peerDev},
+		{"ip", "link", "set", peerDev, "netns", l.ns},
+		{"ip", "addr", "add", l.HostIP.String() + "/30", "dev", l.hostDev},
+		{"ip", "link", "set", l.hostDev, "up"},
+		{"ip", "-n", l.ns, "addr", "add", l.PeerIP.String() + "/30", "dev", peerDev},
+		{"ip", "-n", l.ns, "link", "set", peerDev, "up"},
+		{"ip", "-n", l.ns, "link", "set", "lo", "up"},
+		// Host → namespace: the rate limit with its bounded queue, then the delay.
+		{"tc", "qdisc", "add", "dev", l.hostDev, "root", "handle", "1:", "tbf",
+			"rate", fmt.Sprint(opts.Rate) + "bit", "burst", "16kb", "latency", fmt.Sprintf("%dms", opts.Queue.Milliseconds())},
+	}
+	for _, st := range steps {
+		if err := run(ctx, st[0], st[1:]...); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	if opts.Delay > 0 {
+		// netem is a module some kernels (containers) lack: the link is then rate-limited only.
+		delay := fmt.Sprintf("%dms", opts.Delay.Milliseconds())
+		if err := run(ctx, "tc", "qdisc", "add", "dev", l.hostDev, "parent", "1:1", "handle", "10:", "netem", "delay", delay); err != nil {
+			l.NoDelay = err.Error()
+		} else if err := run(ctx, "ip", "netns", "exec", l.ns, "tc", "qdisc", "add", "dev", peerDev, "root", "netem", "delay", delay); err != nil {
+			l.NoDelay = err.Error()
+		}
+	}
+	f, err := os.Open("/var/run/netns/" + l.ns)
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	l.nsHandle = f
+	return l, nil
+}
+
+// Close removes the namespace (and with it the veth pair and its shaping).
+func (l *Link) Close() error {
+	if l.nsHandle != nil {
+		l.nsHandle.Close()
+	}
+	_ = run(context.Background(), "ip", "link", "del", l.hostDev)
+	return run(context.Background(), "ip", "netns", "del", l.ns)
+}
+
+// Drops returns how many packets the host side's qdiscs dropped (queue overflow).
+func (l *Link) Drops() (int, error) {
+	out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", l.hostDev).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("tc -s qdisc show dev %s: %w: %s", l.hostDev, err, out)
+	}
+	total := 0
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		var sent, pkts, dropped int
+		if n, _ := fmt.Sscanf(string(bytes.TrimSpace(line)), "Sent %d bytes %d pkt (dropped %d", &sent, &pkts, &dropped); n == 3 {
+			total += dropped
+		}
+	}
+	return total, nil
+}
+
+// Net returns a pion network whose sockets are opened inside the namespace and whose
+// interfaces are the namespace's.
+func (l *Link) Net() (transport.Net, error) {
+	var n *stdnet.Net
+	err := l.inNS(func() error {
+		var err error
+		n, err = stdnet.NewNet()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &nsNet{Net: n, l: l}, nil
+}
+
+// inNS runs fn on a thread that has entered the namespace; the thread is thrown away after
+// (its goroutine ends while locked to it), so no other goroutine ever runs in the namespace.
+func (l *Link) inNS(fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Setns(int(l.nsHandle.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("netshape: enter namespace %s: %w", l.ns, err)
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// nsNet opens sockets in the namespace; everything else is the standard network's.
+type nsNet struct {
+	*stdnet.Net
+	l *Link
+}
+
+func (n *nsNet) ListenPacket(network, address string) (c net.PacketConn, err error) {
+	err = n.l.inNS(func() error { c, err = n.Net.ListenPacket(network, address); return err })
+	return c, err
+}
+
+func (n *nsNet) ListenUDP(network string, laddr *net.UDPAddr) (c transport.UDPConn, err error) {
+	err = n.l.inNS(func() error { c, err = n.Net.ListenUDP(network, laddr); return err })
+	return c, err
+}
+
+func (n *nsNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (c transport.UDPConn, err error) {
+	err = n.l.inNS(func() error { c, err = n.Net.DialUDP(network, laddr, raddr); return err })
+	return c, err
+}
+
+func (n *nsNet) Dial(network, address string) (c net.Conn, err error) {
+	err = n.l.inNS(func() error { c, err = n.Net.Dial(network, address); return err })
+	return c, err
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %w: %s", name, args, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
