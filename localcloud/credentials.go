@@ -26,6 +26,7 @@ type IssuedCredentials struct {
 // credentialStore remembers issued credentials, so that the stand-ins for AWS services
 // can verify requests signed with them.
 type credentialStore struct {
+	path  string // where they are kept across restarts (credentialsfile.go)
 	mu    sync.Mutex
 	byKey map[string]IssuedCredentials
 }
@@ -55,6 +56,7 @@ func (s *credentialStore) add(c IssuedCredentials) {
 		}
 	}
 	s.byKey[c.AccessKeyID] = c
+	_ = s.saveLocked() // best effort: they work until a restart all the same
 }
 
 // Lookup returns the credentials for an access key ID that has not expired.

@@ -94,6 +94,8 @@ type Paths struct {
 	KVSChannels   string
 	KVSStreams    string // kvs-streams.json: the KVS streams
 	KVSData       string // kvs/streams/<stream>/: each stream's fragments
+	// IssuedCredentials keeps the unexpired credentials handed out, across restarts.
+	IssuedCredentials string
 }
 
 // Cloud is a running localcloud.
@@ -126,6 +128,7 @@ func pathsIn(dir string) Paths {
 		ResponderCert: j("responder.pem"), ResponderKey: j("responder.key"), AgentStateDir: j("agent-state"),
 		Viewer: j("viewer.json"), KVSChannels: j("kvs-channels.json"),
 		KVSStreams: j("kvs-streams.json"), KVSData: filepath.Join(dir, "kvs", "streams"),
+		IssuedCredentials: j("issued-credentials.json"),
 	}
 }
 
@@ -159,7 +162,12 @@ func Open(opts Options) (*Cloud, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("localcloud: %w", err)
 	}
-	c := &Cloud{opts: opts, paths: pathsIn(opts.Dir), log: opts.Log, creds: &credentialStore{byKey: map[string]IssuedCredentials{}}}
+	c := &Cloud{opts: opts, paths: pathsIn(opts.Dir), log: opts.Log}
+	creds, err := openCredentialStore(c.paths.IssuedCredentials)
+	if err != nil {
+		return nil, fmt.Errorf("localcloud: %w", err)
+	}
+	c.creds = creds
 	if err := c.initFiles(); err != nil {
 		return nil, fmt.Errorf("localcloud: %w", err)
 	}
