@@ -23,12 +23,20 @@ type agentRun struct {
 	segments chan string // files of "new segment" lines
 	stopped  chan int    // the segment count of the "stopped" line
 	done     chan error
+	exited   chan struct{}
+	tail     []string // the last log lines, for failure messages
 }
 
 func startAgent(t *testing.T, cfgPath string) *agentRun {
 	t.Helper()
 	r := &agentRun{cmd: exec.Command(binary, "run", "--config", cfgPath),
-		segments: make(chan string, 1000), stopped: make(chan int, 1), done: make(chan error, 1)}
+		segments: make(chan string, 1000), stopped: make(chan int, 1), done: make(chan error, 1), exited: make(chan struct{})}
+	// The agent takes EDGECAM_* variables for configuration keys: not the tests' own.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EDGECAM_LONG_TESTS=") {
+			r.cmd.Env = append(r.cmd.Env, kv)
+		}
+	}
 	stderr, err := r.cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, r.cmd.Start())
@@ -36,6 +44,10 @@ func startAgent(t *testing.T, cfgPath string) *agentRun {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			if len(r.tail) == 20 {
+				r.tail = r.tail[1:]
+			}
+			r.tail = append(r.tail, sc.Text())
 			var line struct {
 				Msg      string `json:"msg"`
 				File     string `json:"file"`
@@ -52,6 +64,7 @@ func startAgent(t *testing.T, cfgPath string) *agentRun {
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
+		close(r.exited)
 		r.done <- r.cmd.Wait()
 	}()
 	return r
@@ -62,6 +75,9 @@ func (r *agentRun) nextSegment(t *testing.T) string {
 	select {
 	case f := <-r.segments:
 		return f
+	case <-r.exited:
+		t.Fatalf("the agent exited before its next segment:\n%s", strings.Join(r.tail, "\n"))
+		return ""
 	case <-time.After(30 * time.Second):
 		t.Fatal("no new segment within 30 s")
 		return ""
