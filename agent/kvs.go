@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo"
 	"github.com/aws/aws-sdk-go-v2/service/kinesisvideo/types"
 	"github.com/edgecam/edgecam/config"
@@ -181,6 +182,17 @@ func kvsPreflight(cfg config.Config, dev *device, creds func() aws.CredentialsPr
 			return fmt.Errorf("KVS stream %s does not exist and could not be created at %s: %w (the role alias needs kinesisvideo:CreateStream, or create the stream yourself)", stream, where, err)
 		case errors.As(err, &notFound):
 			return fmt.Errorf("KVS stream %s does not exist at %s and recording.kvs.create_stream is false: create it, or allow the agent to", stream, where)
+		}
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusForbidden || re.HTTPStatusCode() == http.StatusUnauthorized) {
+			// Refused credentials (an issuer that restarted, a revocation): fetch new ones now
+			// and have the credential file rewritten, instead of at the end of their period;
+			// the next kvssink reads them.
+			if inv, ok := creds().(interface{ Invalidate() }); ok {
+				inv.Invalidate()
+				log.Warn("KVS refused the credentials: fetching new ones", zap.String("stream", stream), zap.Error(err))
+			}
+			return fmt.Errorf("KVS control plane %s refused the credentials for DescribeStream of %s (the role alias needs kinesisvideo:DescribeStream): %w", where, stream, err)
 		}
 		return fmt.Errorf("KVS control plane %s unreachable or refusing DescribeStream for %s: %w", where, stream, err)
 	}

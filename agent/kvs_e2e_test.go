@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/localcloud"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+)
+
+// kvssinkDir is the kvssink built by scripts/build-kvssink.sh, or skips the test.
+func kvssinkDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("EDGECAM_KVSSINK_DIR")
+	if dir == "" {
+		root, err := testclip.Root()
+		require.NoError(t, err)
+		dir = filepath.Join(root, ".cache", "kvssink")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "libgstkvssink.so")); err != nil {
+		t.Skipf("kvssink is not built (%s has no libgstkvssink.so): run make kvssink or scripts/build-kvssink.sh", dir)
+	}
+	return dir
+}
+
+// restartableCloud is a localcloud on fixed ports, so that the agent finds it again after
+// a restart.
+type restartableCloud struct {
+	t      *testing.T
+	opts   localcloud.Options
+	cloud  *localcloud.Cloud
+	cancel context.CancelFunc
+}
+
+func (r *restartableCloud) start() {
+	c, err := localcloud.Open(r.opts)
+	require.NoError(r.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	require.NoError(r.t, c.Start(ctx))
+	r.cloud, r.cancel = c, cancel
+}
+
+func (r *restartableCloud) stop() {
+	if r.cloud != nil {
+		r.cancel()
+		r.cloud.Close()
+		r.cloud = nil
+	}
+}
+
+// kvsAgent runs an agent that records the ball clip (looped) into localcloud's KVS through
+// the real kvssink.
+func kvsAgent(t *testing.T, adjust func(*config.Config)) (*restartableCloud, *Agent) {
+	dir := kvssinkDir(t)
+	clip, _ := testclip.Path(t, testclip.Ball)
+	rc := &restartableCloud{t: t, opts: localcloud.Options{Dir: t.TempDir(), AllowSerials: []string{liveThing},
+		MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t), Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Named("localcloud")}}
+	rc.start()
+	t.Cleanup(rc.stop)
+	cfg := cloudConfig(t, rc.cloud)
+	cfg.Device.Serial = liveThing
+	cfg.WebRTC.Enabled = false
+	cfg.Media.Source.Kind, cfg.Media.Source.Path, cfg.Media.Source.Loop = config.SourceFile, clip, true
+	cfg.Recording.Mode = config.RecordContinuous
+	cfg.Recording.Local.Enabled = false
+	cfg.Recording.KVS.Enabled = true
+	cfg.Recording.KVS.PluginDir = dir
+	cfg.Recording.KVS.StartupTimeout = 10 * time.Second
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg, RequireCloud: true, Log: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return rc, a
+}
+
+func persisted(rc *restartableCloud, stream string) int64 {
+	if rc.cloud == nil {
+		return 0
+	}
+	st, err := rc.cloud.KVSStreamStats(stream)
+	if err != nil {
+		return 0
+	}
+	return st.FragmentsPersisted
+}
+
+// The agent finds kvssink in recording.kvs.plugin_dir, creates the thing's stream and
+// records into it.
+func TestAgentRecordsIntoKVSThroughKVSSink(t *testing.T) {
+	rc, a := kvsAgent(t, nil)
+	require.Eventually(t, func() bool { return a.Thing() != "" && persisted(rc, a.Thing()) >= 3 }, 60*time.Second, 100*time.Millisecond,
+		"fragments persisted in the thing's stream")
+	require.Empty(t, a.Recordings(), "no local segments: kvssink is found")
+}
+
+// localcloud restarted mid-recording forgets the credentials it issued (real AWS would
+// not): kvssink gets 403 until the agent notices that nothing is acknowledged, restarts it,
+// and its preflight, refused too, has the credentials fetched again. Long: the stall
+// detection waits startup_timeout plus kvssink's 60 s connection staleness.
+func TestAgentKVSResumesAfterLocalcloudRestart(t *testing.T) {
+	if os.Getenv("EDGECAM_LONG_TESTS") != "1" {
+		t.Skip("long (about 2 minutes): set EDGECAM_LONG_TESTS=1")
+	}
+	rc, a := kvsAgent(t, nil)
+	require.Eventually(t, func() bool { return a.Thing() != "" && persisted(rc, a.Thing()) >= 3 }, 60*time.Second, 100*time.Millisecond)
+	rc.stop()
+	down := time.Now()
+	time.Sleep(10 * time.Second) // the outage itself
+	rc.start()
+	up := time.Now()
+	require.Eventually(t, func() bool { return persisted(rc, a.Thing()) >= 3 }, 4*time.Minute, 200*time.Millisecond,
+		"recording resumes by itself after localcloud restarts")
+	t.Logf("localcloud down %s, up after %s; recording resumed %s after it came back", down.Format("15:04:05"), up.Sub(down).Round(time.Second), time.Since(up).Round(time.Second))
+}
