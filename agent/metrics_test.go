@@ -225,3 +225,24 @@ func TestCloudMetrics(t *testing.T) {
 		return value(t, scrape(t, a.MetricsAddr()), "edgecam_signaling_reconnects_total") > before
 	}, 15*time.Second, 100*time.Millisecond)
 }
+
+// BenchmarkMetricsGather: one scrape's worth of collection (every family, process and Go
+// collectors included) on a running agent.
+func BenchmarkMetricsGather(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.Motion.Enabled = false
+	a, err := New(Options{Config: cfg})
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	require.Eventually(b, func() bool { return len(a.Recordings()) > 0 }, 15*time.Second, 20*time.Millisecond)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := a.Metrics().Registry.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
