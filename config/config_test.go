@@ -83,6 +83,16 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 			yaml: "media:\n  encoder:\n    gop: 5s\nrecording:\n  local:\n    segment: 3s\n",
 			want: []string{"recording.local.segment: 3s is shorter than media.encoder.gop (5s)"},
 		},
+		{
+			name: "pprof without a listener",
+			yaml: "metrics:\n  listen: \"\"\n  pprof: true\n",
+			want: []string{"metrics.pprof: true needs metrics.listen"},
+		},
+		{
+			name: "metrics listener without a port",
+			yaml: "metrics:\n  listen: localhost\n",
+			want: []string{`metrics.listen: "localhost": write host:port, e.g. 127.0.0.1:9464`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
