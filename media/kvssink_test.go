@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -184,4 +185,25 @@ func TestKVSSinkStartupTimeoutWhenControlPlaneUnreachable(t *testing.T) {
 	}
 	require.Zero(t, rec.Stats().Persisted)
 	require.True(t, strings.Contains(err.Error(), "restarting kvssink"))
+}
+
+func TestKVSSinkLogRepeatFilter(t *testing.T) {
+	var f repeatFilter
+	t0 := time.Now()
+	line := func(h int) string {
+		return fmt.Sprintf("curlCompleteSync(): [cam] curl perform failed for handle %d", h)
+	}
+	n, ok := f.allow(line(1), t0)
+	require.True(t, ok)
+	require.Zero(t, n)
+	for i := 2; i < 12; i++ {
+		_, ok = f.allow(line(i), t0.Add(time.Duration(i)*100*time.Millisecond))
+		require.False(t, ok, "the same kind within the window is held back")
+	}
+	n, ok = f.allow("another line", t0.Add(time.Second))
+	require.True(t, ok, "another kind goes through")
+	require.Zero(t, n)
+	n, ok = f.allow(line(99), t0.Add(kvssinkRepeatWindow+time.Second))
+	require.True(t, ok)
+	require.Equal(t, 10, n, "the next one says how many were held back")
 }

@@ -24,6 +24,7 @@ import (
 type KVSSinkLog struct {
 	props, file string
 	log         *zap.Logger
+	repeats     repeatFilter // used by the follower goroutine only
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
@@ -204,7 +205,68 @@ func (l *KVSSinkLog) emit(line []byte) {
 			}
 		}
 	}
-	if ce := l.log.Check(level, "kvssink"); ce != nil {
-		ce.Write(zap.String("says", s))
+	ce := l.log.Check(level, "kvssink")
+	if ce == nil {
+		return
 	}
+	if level > zapcore.DebugLevel {
+		// kvssink repeats its warnings at every retry (several a second while KVS is
+		// unreachable): one line per kind every kvssinkRepeatWindow, with the count.
+		n, ok := l.repeats.allow(s, time.Now())
+		if !ok {
+			return
+		}
+		if n > 0 {
+			ce.Write(zap.String("says", s), zap.Int("repeated", n))
+			return
+		}
+	}
+	ce.Write(zap.String("says", s))
+}
+
+// kvssinkRepeatWindow is how often a repeated kvssink warning is logged.
+const kvssinkRepeatWindow = 10 * time.Second
+
+// repeatFilter lets a kind of line through once per window and counts the others.
+type repeatFilter struct {
+	seen map[string]*repeated
+}
+
+type repeated struct {
+	at         time.Time
+	suppressed int
+}
+
+// maxRepeatKinds bounds the memory of the filter.
+const maxRepeatKinds = 256
+
+// allow reports whether line may be logged now, and how many like it were held back since.
+func (f *repeatFilter) allow(line string, now time.Time) (int, bool) {
+	key := repeatKey(line)
+	if f.seen == nil || len(f.seen) > maxRepeatKinds {
+		f.seen = map[string]*repeated{}
+	}
+	r, ok := f.seen[key]
+	if !ok {
+		f.seen[key] = &repeated{at: now}
+		return 0, true
+	}
+	if now.Sub(r.at) < kvssinkRepeatWindow {
+		r.suppressed++
+		return 0, false
+	}
+	n := r.suppressed
+	r.at, r.suppressed = now, 0
+	return n, true
+}
+
+// repeatKey is a line without its digits (handles, addresses, timecodes), so that lines
+// that differ only in those are one kind.
+func repeatKey(line string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, line)
 }
