@@ -99,9 +99,8 @@ func newMetrics(a *Agent) *Metrics {
 		lastViewer: map[string]uint64{},
 		files:      map[string]int64{},
 	}
-	for _, target := range []string{"local", "kvs"} {
-		m.RecordingBytes.WithLabelValues(target)
-	}
+	// "kvs" appears when the uploader feeds it: a 0 while kvssink uploads would mislead.
+	m.RecordingBytes.WithLabelValues("local")
 	for _, kind := range []string{"local", "kvs", "viewers"} {
 		m.framesOut.WithLabelValues(kind)
 		m.hubDropped.WithLabelValues(kind)
