@@ -41,3 +41,49 @@ func BenchmarkDetector(b *testing.B) {
 		b.Fatal("the moving square was never detected")
 	}
 }
+
+// BenchmarkDetectorShake measures a 320x180 frame of a camera that shakes by up to 3 pixels
+// every frame, with a square crossing: every stage runs (projections, shift search and
+// check, shifted block means, tone curve, regions, following).
+func BenchmarkDetectorShake(b *testing.B) {
+	const m = 8
+	d, err := NewDetector(Options{Masks: []Rect{{X: 0, Y: 0, W: 120, H: 12}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	big := texture(testW+2*m, testH+2*m, 1)
+	rng := rand.New(rand.NewPCG(1, 2))
+	offsets := [][2]int{{0, 0}, {2, 1}, {-3, 0}, {1, -2}, {3, 3}, {-1, 2}, {0, -3}, {-2, -1}}
+	frames := make([][]byte, 16)
+	for i := range frames {
+		o := offsets[i%len(offsets)]
+		f := window(big, testW+2*m, m+o[0], m+o[1], testW, testH)
+		fillRect(f, testW, 20*i, 80, 24, 24, 250)
+		frames[i] = noisy(f, rng, 3)
+	}
+	still := window(big, testW+2*m, m, m, testW, testH)
+	for range DefaultWarmupFrames {
+		if _, err := d.Process(still); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(still)))
+	b.ReportAllocs()
+	i, moving, shifted := 0, 0, 0
+	for b.Loop() {
+		r, err := d.Process(frames[i%len(frames)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Motion {
+			moving++
+		}
+		if r.ShiftX != 0 || r.ShiftY != 0 {
+			shifted++
+		}
+		i++
+	}
+	if moving == 0 || shifted == 0 {
+		b.Fatalf("motion in %d and shift in %d of %d frames", moving, shifted, i)
+	}
+}

@@ -11,8 +11,13 @@ const (
 // would fall outside the frame are set to invalid. Full rows of blocks go through
 // blockRow; without a shift, the right and bottom edges, when the size is not a multiple
 // of the block, go pixel by pixel.
-func (d *Detector) differences(frame []byte, sx, sy int) {
+func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 	w, h, stride, bw := d.w, d.h, d.stride, d.bw
+	st := &d.stab
+	if project {
+		clear(st.acc)
+		clear(st.col)
+	}
 	// Blocks j0 <= j < j1 lie wholly inside the frame at the offset.
 	j0 := 0
 	if sx < 0 {
@@ -44,7 +49,26 @@ func (d *Detector) differences(frame []byte, sx, sy int) {
 			res[j] = invalid
 		}
 		p0, p1 := j0*blk+sx, pairsEnd*blk+sx
-		blockRow(res[j0:pairsEnd], bg[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+		if project {
+			// Without a shift, the same loads give the projections for the shake
+			// estimate: column sums in lanes, row sums per row.
+			// Columns are summed over every other row of blocks: enough to average out
+			// noise, and half the work.
+			var rows [4]uint64
+			if by&1 == 0 {
+				rows = blockRowProject(res[j0:pairsEnd], bg[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1], st.acc)
+			} else {
+				rows = blockRowRows(res[j0:pairsEnd], bg[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+			}
+			for i, v := range rows {
+				st.row[y0+i] = int32(fold(v))
+			}
+			if by%128 == 127 {
+				st.flush(st.acc)
+			}
+		} else {
+			blockRow(res[j0:pairsEnd], bg[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+		}
 		for j := pairsEnd; j < bw; j++ {
 			x0, x1 := j*blk+sx, min(j*blk+blk+sx, w)
 			if j >= j1 && (sx != 0 || x0 >= x1) {
@@ -79,6 +103,58 @@ func blockRow(res, bg []int32, r0, r1, r2, r3 []byte) {
 		res[j] = int32(uint32(acc)) - bg[j]>>bgFrac
 		res[j+1] = int32(acc>>32) - bg[j+1]>>bgFrac
 	}
+}
+
+// blockRowProject is blockRow that also adds the four rows' pixels per column into acc
+// (even and odd columns of each 8 pixels in two words of 16-bit lanes) and returns each
+// row's sum in 16-bit lanes. Rows are at most 1024 pixels, so that the lanes hold.
+func blockRowProject(res, bg []int32, r0, r1, r2, r3 []byte, acc []uint64) (rows [4]uint64) {
+	n := len(r0)
+	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
+	res = res[:n/blk]
+	bg = bg[:len(res)]
+	acc = acc[:n/4]
+	for x := 0; x+8 <= n; x += 8 {
+		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
+		e0, e1, e2, e3 := v0&lanes8, v1&lanes8, v2&lanes8, v3&lanes8
+		o0, o1, o2, o3 := v0>>8&lanes8, v1>>8&lanes8, v2>>8&lanes8, v3>>8&lanes8
+		rows[0] += e0 + o0
+		rows[1] += e1 + o1
+		rows[2] += e2 + o2
+		rows[3] += e3 + o3
+		ev, od := e0+e1+e2+e3, o0+o1+o2+o3
+		i := x >> 2
+		acc[i] += ev
+		acc[i+1] += od
+		s := ev + od
+		s = s&lanes16 + s>>16&lanes16
+		j := x >> 2
+		res[j] = int32(uint32(s)) - bg[j]>>bgFrac
+		res[j+1] = int32(s>>32) - bg[j+1]>>bgFrac
+	}
+	return rows
+}
+
+// blockRowRows is blockRow that also returns each row's sum in 16-bit lanes (rows of at
+// most 1024 pixels).
+func blockRowRows(res, bg []int32, r0, r1, r2, r3 []byte) (rows [4]uint64) {
+	n := len(r0)
+	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
+	res = res[:n/blk]
+	bg = bg[:len(res)]
+	for x := 0; x+8 <= n; x += 8 {
+		p0, p1, p2, p3 := pairs(load64(r0[x:x+8])), pairs(load64(r1[x:x+8])), pairs(load64(r2[x:x+8])), pairs(load64(r3[x:x+8]))
+		rows[0] += p0
+		rows[1] += p1
+		rows[2] += p2
+		rows[3] += p3
+		acc := p0 + p1 + p2 + p3
+		acc = acc&lanes16 + acc>>16&lanes16
+		j := x >> 2
+		res[j] = int32(uint32(acc)) - bg[j]>>bgFrac
+		res[j+1] = int32(acc>>32) - bg[j+1]>>bgFrac
+	}
+	return rows
 }
 
 // edgeRow handles a bottom row of blocks shorter than a block (without a shift).

@@ -178,6 +178,9 @@ type Detector struct {
 	unmasked  int // blocks no mask touches
 	minBlocks int // blocks a region needs for motion
 	persist   int32
+	// longTrack is how many frames of following make a region of any size motion (see
+	// tracker.follow).
+	longTrack int32
 	maxShift  int
 	// illumSamples sampled blocks beyond illumDiff make an illumination change.
 	illumSamples int
@@ -210,6 +213,7 @@ type Detector struct {
 	tracks tracker
 
 	frames int // frames learnt since Reset, up to warmup
+	parity int // which half of the blocks learns its flicker this frame
 }
 
 // span is a stretch [from, to) of block indices.
@@ -331,6 +335,7 @@ func NewDetector(o Options) (*Detector, error) {
 	d.diff16 = int32(math.Round(diffLeast * math.Pow(diffMost/diffLeast, s) * unit))
 	d.minArea = areaLeast * math.Pow(areaMost/areaLeast, s)
 	d.minBlocks = max(1, int(math.Ceil(d.minArea*float64(d.unmasked)-1e-9)))
+	d.longTrack = max(d.persist+1, longTrack)
 	d.illumSamples = max(1, int(math.Ceil(illumRatio*float64(len(d.sample)))))
 	d.rate = max(1, int32(math.Round(o.LearnRate*rateOne)))
 	d.fgRate = max(1, d.rate/4)
@@ -359,23 +364,33 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 			len(frame), d.frameLen, d.w, d.h, d.stride)
 	}
 	// Align the frame with the background: the shift of the whole picture is measured on
-	// row and column projections and the blocks are read at that offset.
+	// row and column projections and the blocks are read again at that offset.
 	sx, sy := 0, 0
-	if d.maxShift > 0 {
+	fused := d.maxShift > 0 && d.stab.fused
+	if d.maxShift > 0 && !fused {
 		d.stab.project(frame, d.stride)
+	}
+	d.differences(frame, 0, 0, fused)
+	if d.maxShift > 0 {
+		if fused {
+			d.stab.gradients()
+		}
 		if d.frames == 0 {
 			d.stab.setReference()
 		} else {
 			sx, sy = d.stab.estimate(d.maxShift)
-			if (sx != 0 || sy != 0) && !d.shiftFits(frame, sx, sy) {
-				// A moving object or a change of light fooled the projections: the
-				// blocks match the background better where they are.
-				sx, sy = 0, 0
-				d.stab.sx, d.stab.sy = 0, 0
+			if sx != 0 || sy != 0 {
+				if d.shiftFits(frame, sx, sy) {
+					d.differences(frame, sx, sy, false)
+				} else {
+					// A moving object or a change of light fooled the projections: the
+					// blocks match the background better where they are.
+					sx, sy = 0, 0
+					d.stab.sx, d.stab.sy = 0, 0
+				}
 			}
 		}
 	}
-	d.differences(frame, sx, sy)
 	if d.frames < d.warmup {
 		d.rememberFrame(0)
 		d.learnWarmup()
@@ -408,7 +423,7 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 
 	d.classify(shift, thr)
 	d.blobs.findRegions(d)
-	need, best, moving := d.tracks.follow(&d.blobs, d.minBlocks, d.persist)
+	need, best, moving := d.tracks.follow(&d.blobs, d.minBlocks, d.persist, d.longTrack)
 	d.learn()
 	if d.maxShift > 0 {
 		d.stab.update(sx, sy, false)
@@ -458,30 +473,41 @@ func blockSum(frame []byte, stride, x, y int) int32 {
 }
 
 // classify marks the blocks that changed beyond the tone curve, the noise floor and their
-// own flicker, and absorbs stationary changes into the background.
+// own flicker, lists them in raster order, absorbs stationary changes into the background,
+// and updates the background and the flicker of the blocks that did not change (learn
+// does the changed ones once their regions are known).
 func (d *Detector) classify(shift, thr int32) {
 	res, bg, vari := d.res, d.bg, d.vari
-	changed := d.blobs.changed
+	changed, lit, near := d.blobs.changed, d.blobs.lit, d.tracks.near
+	list := d.blobs.list[:0]
 	lut := &d.tone.lut
 	dShift := shift - d.prevShift
 	strong := 2 * thr
+	rate := int64(d.rate)
+	d.parity ^= 1
 	for _, sp := range d.runs {
+		parity := d.parity ^ int(sp.from&1)
 		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
 		bs = bs[:len(rs)]
 		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
 		vs, cs = vs[:len(rs)], cs[:len(rs)]
 		ps, st := d.prev[sp.from:sp.to], d.still[sp.from:sp.to]
 		ps, st = ps[:len(rs)], st[:len(rs)]
+		lt, ns := lit[sp.from:sp.to], near[sp.from:sp.to]
+		lt, ns = lt[:len(rs)], ns[:len(rs)]
 		for k, raw := range rs {
 			if raw == invalid {
 				cs[k] = 0
 				continue
 			}
-			bv := bs[k] >> bgFrac
+			b := bs[k]
+			bv := b >> bgFrac
 			cur := raw + bv
-			e := raw - lut[min(max(bv, 0), 255*unit)>>4]
+			e := raw - lut[uint8(bv>>4)] // bv is a block mean, 0 to 255·16
 			ae := abs(e)
-			if ae > thr && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
+			v := int64(vs[k])
+			e2 := int64(e) * int64(e)
+			if ae > thr && e2 > flickerSigmas2*v<<varShift {
 				// Changed from the background: motion, unless the block has kept still for
 				// long enough to be something that arrived or left and stayed so.
 				if abs(cur-ps[k]-dShift) > thr {
@@ -499,61 +525,56 @@ func (d *Detector) classify(shift, thr int32) {
 				if ae >= strong {
 					cs[k] = 2
 				}
+				list = append(list, sp.from+int32(k))
 				continue
 			}
 			st[k] = 0
 			ps[k] = cur
 			cs[k] = 0
-		}
-	}
-}
-
-// learn updates the background and the flicker of every block: at the full rate where
-// nothing changed, four times faster where a region was only re-lit, four times slower
-// where something else changed, and the flicker not at all in or next to moving regions
-// or in re-lit ones.
-func (d *Detector) learn() {
-	res, bg, vari := d.res, d.bg, d.vari
-	changed, label := d.blobs.changed, d.blobs.label
-	lut := &d.tone.lut
-	kind, lit, near := d.blobs.kind, d.blobs.lit, d.tracks.near
-	for _, sp := range d.runs {
-		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
-		bs = bs[:len(rs)]
-		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
-		vs, cs = vs[:len(rs)], cs[:len(rs)]
-		ls, lt, ns := label[sp.from:sp.to], lit[sp.from:sp.to], near[sp.from:sp.to]
-		ls, lt, ns = ls[:len(rs)], lt[:len(rs)], ns[:len(rs)]
-		for k, raw := range rs {
 			if lt[k] > 0 {
 				lt[k]--
 			}
-			if raw == invalid {
-				continue
-			}
-			b := bs[k]
-			rate, varRate := d.rate, d.rate
-			if cs[k] != 0 {
-				switch kind[ls[k]] {
-				case kindLight:
-					lt[k] = litFrames
-					// Light comes and goes: follow it fast, and it is no flicker.
-					rate, varRate = min(rateOne, 4*d.rate), 0
-				case kindMoving:
-					rate, varRate = d.fgRate, 0
-				default:
-					rate, varRate = d.fgRate, d.fgRate
-				}
-			}
-			if varRate > 0 && ns[k] == 0 {
-				e := int64(raw - lut[min(max(b>>bgFrac, 0), 255*unit)>>4])
-				v := int64(vs[k])
-				v += ((e*e>>varShift - v) * int64(varRate)) >> 16
+			// Learn at the full rate; the flicker too, away from moving regions, half the
+			// blocks each frame at twice the rate (it changes slowly).
+			if ns[k] == 0 && (k+parity)&1 == 0 {
+				v += ((e2>>varShift - v) * rate) >> 15
 				vs[k] = int32(min(v, math.MaxInt32))
 			}
 			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
-			bs[k] = b + (raw*rate)>>(16-bgFrac) - ((b&fracMask)*rate)>>16
+			bs[k] = b + (raw*d.rate)>>(16-bgFrac) - ((b&fracMask)*d.rate)>>16
 		}
+	}
+	d.blobs.list = list
+}
+
+// learn updates the background and the flicker of the changed blocks: four times faster
+// than the full rate where a region was only re-lit, four times slower where something
+// else changed, and the flicker not at all in or next to moving regions or in re-lit ones.
+func (d *Detector) learn() {
+	res, bg, vari := d.res, d.bg, d.vari
+	label, kind, lit, near := d.blobs.label, d.blobs.kind, d.blobs.lit, d.tracks.near
+	lut := &d.tone.lut
+	for _, k := range d.blobs.list {
+		raw, b := res[k], bg[k]
+		if lit[k] > 0 {
+			lit[k]--
+		}
+		rate, varRate := d.fgRate, d.fgRate
+		switch kind[label[k]] {
+		case kindLight:
+			lit[k] = litFrames
+			// Light comes and goes: follow it fast, and it is no flicker.
+			rate, varRate = min(rateOne, 4*d.rate), 0
+		case kindMoving:
+			varRate = 0
+		}
+		if varRate > 0 && near[k] == 0 {
+			e := int64(raw - lut[min(max(b>>bgFrac, 0), 255*unit)>>4])
+			v := int64(vari[k])
+			v += ((e*e>>varShift - v) * int64(varRate)) >> 16
+			vari[k] = int32(min(v, math.MaxInt32))
+		}
+		bg[k] = b + (raw*rate)>>(16-bgFrac) - ((b&fracMask)*rate)>>16
 	}
 }
 

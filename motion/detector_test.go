@@ -388,7 +388,7 @@ func TestBlockMeans(t *testing.T) {
 		}
 		d, err := NewDetector(Options{Width: tt.w, Height: tt.h, Stride: tt.stride})
 		require.NoError(t, err)
-		d.differences(frame, 0, 0) // the background is still zero: res holds the block means
+		d.differences(frame, 0, 0, false) // the background is still zero: res holds the block means
 		for by := range d.bh {
 			for bx := range d.bw {
 				sum, n := 0, 0
@@ -520,30 +520,35 @@ func TestProcessDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// TestStillObjectFadesSlowly checks the selective background update: an object that stops
-// stays motion for a while (it does not fade at the full learn rate) and is absorbed in the
-// end, like a parked car.
-// TestStationaryChangeIsAbsorbed: an object that arrives and stays (a parked car), or one
-// that leaves a ghost behind, is motion while it changes and for DefaultStationaryFrames
-// frames of stillness, then becomes background, so that an event can end.
+// TestStationaryChangeIsAbsorbed: an object that drives in and parks is motion while it
+// moves, not once it stands still, and becomes background after DefaultStationaryFrames
+// frames of stillness, so that it is not seen again; when it drives off, that is motion
+// again, and the place it leaves is no motion once nothing changes there.
 func TestStationaryChangeIsAbsorbed(t *testing.T) {
 	bg := texture(testW, testH, 1)
-	parked := withSquare(bg, testW, 150, 80, 32, 250)
-	const leave = warm + 100
+	const arrive, leave = warm + 6, warm + 100
+	car := func(x int) []byte { return withSquare(bg, testW, x, 80, 32, 250) }
 	rs := run(t, Options{}, warm+200, func(i int) []byte {
-		if i < warm || i >= leave {
+		switch {
+		case i < warm:
 			return bg
+		case i < arrive: // driving in
+			return car(20 + 20*(i-warm))
+		case i < leave: // parked
+			return car(20 + 20*(arrive-warm))
+		case i < leave+6: // driving off
+			return car(20 + 20*(arrive-warm) + 20*(i-leave+1))
 		}
-		return parked
+		return bg
 	})
-	for i := warm + DefaultPersistFrames - 1; i < warm+DefaultStationaryFrames-1; i++ {
+	for i := warm + DefaultPersistFrames - 1; i < arrive; i++ {
 		require.True(t, rs[i].Motion, "frame %d: the arrival is motion", i)
 	}
-	for i := warm + DefaultStationaryFrames + 1; i < leave; i++ {
-		require.False(t, rs[i].Motion, "frame %d: a still object becomes background", i)
+	for i := arrive + freshFrames + 1; i < leave; i++ {
+		require.False(t, rs[i].Motion, "frame %d: a parked car is no motion", i)
 	}
 	require.True(t, rs[leave+DefaultPersistFrames-1].Motion, "leaving is motion again")
-	for i := leave + DefaultStationaryFrames + 1; i < warm+200; i++ {
-		require.False(t, rs[i].Motion, "frame %d: the ghost it left is absorbed too", i)
+	for i := leave + 8; i < warm+200; i++ {
+		require.False(t, rs[i].Motion, "frame %d: the place it left is no motion", i)
 	}
 }

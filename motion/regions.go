@@ -23,7 +23,10 @@ const (
 	clipped = 200 * unit
 	noRatio = math.MinInt32 / 4
 	// litFrames is how long a block is remembered as re-lit.
-	litFrames = 10
+	litFrames = 25
+	// freshFrames: a changed block that changed from frame to frame within this many
+	// frames is still moving; a region without one stands still.
+	freshFrames = 4
 )
 
 // blobs groups the changed blocks of a frame into 8-connected regions with a union-find
@@ -31,11 +34,13 @@ const (
 type blobs struct {
 	bw, bh  int
 	changed []uint8 // 0, 1 changed, 2 changed strongly
+	list    []int32 // the changed blocks in raster order
 	parent  []int32
 	label   []int32 // the region of a changed block
 	count   int
 	// Per region.
 	n, strong      []int32
+	fresh          []int32 // blocks still moving (see freshFrames)
 	x0, y0, x1, y1 []int32 // bounding box in blocks, [x0, x1) x [y0, y1)
 	rough, tex     []int64
 	pairs          []int32
@@ -58,7 +63,8 @@ func newBlobs(bw, bh int) blobs {
 	b := blobs{
 		bw: bw, bh: bh,
 		changed: make([]uint8, nb), parent: make([]int32, nb), label: make([]int32, nb),
-		n: make([]int32, nb), strong: make([]int32, nb),
+		list: make([]int32, 0, nb),
+		n:    make([]int32, nb), strong: make([]int32, nb), fresh: make([]int32, nb),
 		x0: make([]int32, nb), y0: make([]int32, nb), x1: make([]int32, nb), y1: make([]int32, nb),
 		rough: make([]int64, nb), tex: make([]int64, nb), pairs: make([]int32, nb),
 		kind: make([]uint8, nb),
@@ -98,13 +104,9 @@ func (b *blobs) union(x, y int32) {
 func (b *blobs) findRegions(d *Detector) {
 	bw, bh := b.bw, b.bh
 	ch := b.changed
-	for by := range bh {
-		row := by * bw
-		for bx := range bw {
-			k := int32(row + bx)
-			if ch[k] == 0 {
-				continue
-			}
+	for _, k := range b.list {
+		bx, by := int(k)%bw, int(k)/bw
+		{
 			b.parent[k] = k
 			if bx > 0 && ch[k-1] != 0 {
 				b.union(k, k-1)
@@ -125,19 +127,16 @@ func (b *blobs) findRegions(d *Detector) {
 	}
 	b.count = 0
 	res, bg, logt := d.res, d.bg, b.logt
-	for by := range bh {
-		row := by * bw
-		for bx := range bw {
-			k := row + bx
-			if ch[k] == 0 {
-				continue
-			}
+	for _, k32 := range b.list {
+		k := int(k32)
+		bx, by := k%bw, k/bw
+		{
 			r := b.find(int32(k))
 			var id int32
 			if r == int32(k) {
 				id = int32(b.count)
 				b.count++
-				b.n[id], b.strong[id], b.pairs[id] = 0, 0, 0
+				b.n[id], b.strong[id], b.pairs[id], b.fresh[id] = 0, 0, 0, 0
 				b.rough[id], b.tex[id], b.litN[id] = 0, 0, 0
 				b.x0[id], b.y0[id], b.x1[id], b.y1[id] = int32(bx), int32(by), int32(bx+1), int32(by+1)
 				b.kind[id] = kindOther
@@ -148,6 +147,9 @@ func (b *blobs) findRegions(d *Detector) {
 			b.n[id]++
 			if ch[k] == 2 {
 				b.strong[id]++
+			}
+			if d.still[k] <= freshFrames {
+				b.fresh[id]++
 			}
 			if b.lit[k] > 0 {
 				b.litN[id]++
@@ -168,11 +170,11 @@ func (b *blobs) findRegions(d *Detector) {
 	// Curvature of the log ratio along rows and columns of three changed blocks, against
 	// the curvature of the background's texture: light that varies smoothly over the
 	// picture has next to none.
-	for by := range bh {
-		row := by * bw
-		for bx := range bw {
-			k := row + bx
-			if ch[k] == 0 || b.lr[k] == noRatio {
+	for _, k32 := range b.list {
+		k := int(k32)
+		bx, by := k%bw, k/bw
+		{
+			if b.lr[k] == noRatio {
 				continue
 			}
 			id := b.label[k]

@@ -7,6 +7,9 @@ package motion
 // small moving objects.
 type stabilizer struct {
 	w, h int
+	// fused: the projections come from the block pass (differences), over the full
+	// 8-pixel words of the full rows of blocks; otherwise project reads the frame.
+	fused bool
 	// acc sums pixels per column in 16-bit lanes, flushed into col every flushRows rows.
 	acc      []uint64
 	col, row []int32 // projections of the current frame
@@ -19,12 +22,32 @@ type stabilizer struct {
 const flushRows = 256
 
 func newStabilizer(w, h int) stabilizer {
+	fused := w <= 1024 && w >= 16 && h >= 8
+	if fused {
+		w, h = w&^7, h&^(blk-1)
+	}
 	return stabilizer{
-		w: w, h: h,
+		w: w, h: h, fused: fused,
 		acc: make([]uint64, (w/8)*2),
 		col: make([]int32, w), row: make([]int32, h),
 		gc: make([]int32, w-1), gr: make([]int32, h-1),
 		rc: make([]int32, w-1), rr: make([]int32, h-1),
+	}
+}
+
+// gradients finishes the projections of the block pass (fused).
+func (s *stabilizer) gradients() {
+	s.flush(s.acc)
+	s.grad()
+}
+
+// grad computes the gradients of the projections.
+func (s *stabilizer) grad() {
+	for x := range s.gc {
+		s.gc[x] = s.col[x+1] - s.col[x]
+	}
+	for y := range s.gr {
+		s.gr[y] = s.row[y+1] - s.row[y]
 	}
 }
 
@@ -59,12 +82,7 @@ func (s *stabilizer) project(frame []byte, stride int) {
 			s.flush(acc)
 		}
 	}
-	for x := range s.gc {
-		s.gc[x] = s.col[x+1] - s.col[x]
-	}
-	for y := range s.gr {
-		s.gr[y] = s.row[y+1] - s.row[y]
-	}
+	s.grad()
 }
 
 // fold adds the four 16-bit lanes of v.
@@ -125,7 +143,8 @@ func shiftToward(ref, cur []int32, sh int, full bool) {
 }
 
 // bestShift returns the s in [-r, r] for which cur[x+s] matches ref[x] best (least sum of
-// absolute differences over the middle), or 0 unless it matches clearly better than 0.
+// absolute differences over the middle), or 0 unless it matches
+// clearly better than 0. The whole range is searched: vibration jumps.
 func bestShift(cur, ref []int32, r int) int {
 	n := len(ref)
 	if n < 4*r+8 {

@@ -13,9 +13,7 @@ const (
 	clutterRegions = 12
 	// clutterFactor is how many times the clutter's mean region size a region needs.
 	clutterFactor = 3
-	// longTrack frames of following make any size enough (outside clutter): a small thing
-	// that keeps moving in view for two seconds at 5 frames per second is motion, down
-	// to a single block, which may then fade to faint single blocks without being lost.
+	// longTrack: two seconds at 5 analysis frames per second.
 	longTrack = 10
 )
 
@@ -68,7 +66,11 @@ func (tr *tracker) clear() {
 // marks the regions that are motion. It returns the region size motion needs this frame,
 // the size of the largest moving region (or of the largest candidate when none moves) and
 // the blocks of all moving regions.
-func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, moving int) {
+//
+// longTrack frames of following make any size enough (outside clutter): a small thing that
+// keeps moving in view is motion down to a single block, which may then fade to faint
+// single blocks without being lost.
+func (tr *tracker) follow(b *blobs, minBlocks int, persist, longTrack int32) (need, best, moving int) {
 	tr.mark(b, 0) // clear last frame's marks
 	cand, sz := 0, 0
 	for id := range b.count {
@@ -192,7 +194,9 @@ func (tr *tracker) follow(b *blobs, minBlocks int, persist int32) (need, best, m
 			continue
 		}
 		n := int(max(t.n, t.prevN))
-		if t.hits >= confirm && (n >= need || t.hits >= longTrack && !cluttered) && !t.light {
+		// A region none of whose blocks changed from frame to frame lately stands still: an object that stopped, or the place one left. It is followed
+		// but is no motion (and becomes background after StationaryFrames).
+		if b.fresh[t.region] > 0 && t.hits >= confirm && (n >= need || t.hits >= longTrack && !cluttered) && !t.light {
 			b.kind[t.region] = kindMoving
 			moving += int(t.n)
 			// Insert by size, largest first.
