@@ -74,15 +74,24 @@ func (n *notifier) setStatus(status string, ready bool) {
 	}
 }
 
-// reloading tells systemd a reload is under way; READY=1 ends it.
+// reloading tells systemd a reload is under way; READY=1 ends it. Before the agent is
+// ready (still starting) there is nothing to reload as far as systemd knows: status only.
 func (n *notifier) reloading(status string) {
 	n.status = status
+	if !n.ready {
+		n.send("STATUS=" + status)
+		return
+	}
 	n.send(daemon.SdNotifyReloading, fmt.Sprintf("MONOTONIC_USEC=%d", monotonicUsec()), "STATUS="+status)
 }
 
-// reloaded ends a reload.
+// reloaded ends a reload (READY=1 only when the agent was ready: READY=1 means video flows).
 func (n *notifier) reloaded(status string) {
 	n.status = status
+	if !n.ready {
+		n.send("STATUS=" + status)
+		return
+	}
 	n.send(daemon.SdNotifyReady, "STATUS="+status)
 }
 

@@ -332,3 +332,23 @@ func TestWatchdogAfterRestartWithoutFrames(t *testing.T) {
 	require.Empty(t, sock.times("WATCHDOG", "1", restarted.Add(watchdog), time.Now()))
 	require.Empty(t, sock.times("READY", "1", restarted, time.Now()), "not ready without frames")
 }
+
+// TestReloadBeforeReadySaysNotReady: a reload while the camera has not delivered a frame yet
+// changes the status but never says READY=1 (that means video flows).
+func TestReloadBeforeReadySaysNotReady(t *testing.T) {
+	sock := listenNotify(t, 0)
+	cfg := testConfig(t)
+	cfg.Media.Source.Kind, cfg.Media.Source.URL = config.SourceRTSP, "rtsp://127.0.0.1:1/nobody"
+	cfg.Recording.Mode = config.RecordOff
+	h := startReloadHarness(t, cfg)
+	start := time.Now()
+	sock.wait(t, start, 10*time.Second, "a starting STATUS=", statusContains("waiting for the first video frame"))
+	next := cfg
+	next.Log.Level = "debug"
+	h.write(next)
+	h.hup()
+	h.waitLog("configuration reloaded while running", 10*time.Second)
+	sock.wait(t, start, 5*time.Second, "the status after the reload", statusContains("waiting for the first video frame"))
+	require.Empty(t, sock.times("READY", "1", start, time.Now()))
+	require.Empty(t, sock.times("RELOADING", "1", start, time.Now()))
+}
