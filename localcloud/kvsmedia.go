@@ -2,6 +2,7 @@ package localcloud
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,7 +78,59 @@ type streamService struct {
 	cancel  context.CancelFunc
 
 	mu       sync.Mutex
-	sessions map[string]*putSession // the newest PutMedia per stream
+	sessions map[string]*putSession  // the newest PutMedia per stream
+	headers  map[string]streamHeader // the last header each stream sent
+}
+
+// streamHeader is what a producer sends before its first Cluster: a connection that starts
+// in the middle of a fragment continues with the header of the one before it.
+type streamHeader struct {
+	ebml, info, tracksRaw []byte
+	scale                 uint64
+	tracks                map[uint64]bool
+}
+
+// lastHeader returns the header the stream sent last: remembered, or read from its newest
+// stored fragment (after a restart).
+func (s *streamService) lastHeader(name string) (streamHeader, bool) {
+	s.mu.Lock()
+	h, ok := s.headers[name]
+	s.mu.Unlock()
+	if ok {
+		return h, true
+	}
+	list, _ := s.media.fragments(name)
+	if len(list) == 0 {
+		return streamHeader{}, false
+	}
+	newest := list[0]
+	for _, f := range list {
+		if f.Number > newest.Number {
+			newest = f
+		}
+	}
+	p, err := s.readFragment(name, newest)
+	if err != nil || p.Tracks == nil {
+		return streamHeader{}, false
+	}
+	h = streamHeader{ebml: p.EBMLHeader, info: p.Info, tracksRaw: p.Tracks, scale: p.TimecodeScale, tracks: map[uint64]bool{}}
+	d := mkv.NewDemuxer(bytes.NewReader(mkv.Concat(p.EBMLHeader, mkv.AppendHeader(nil, mkv.IDSegment, mkv.UnknownSize), p.Tracks)), mkv.Limits{})
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			break
+		}
+		for _, t := range ev.Tracks {
+			h.tracks[t.Number] = true
+		}
+	}
+	return h, len(h.tracks) > 0
+}
+
+func (s *streamService) rememberHeader(name string, h streamHeader) {
+	s.mu.Lock()
+	s.headers[name] = h
+	s.mu.Unlock()
 }
 
 func newStreamService(k *kvsServer, log *zap.Logger, streamsFile, dataDir, region, account string, activation time.Duration, limits putMediaLimits) (*streamService, error) {
@@ -91,7 +144,7 @@ func newStreamService(k *kvsServer, log *zap.Logger, streamsFile, dataDir, regio
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamService{k: k, log: log, streams: streams, media: media, limits: limits.withDefaults(), stats: newStreamStatsSet(),
-		ctx: ctx, cancel: cancel, sessions: map[string]*putSession{}}
+		ctx: ctx, cancel: cancel, sessions: map[string]*putSession{}, headers: map[string]streamHeader{}}
 	go s.retentionLoop(time.Minute)
 	return s, nil
 }
@@ -294,13 +347,34 @@ func (s *streamService) putMedia(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With(zap.String("stream", st.Name), zap.String("principal", principal))
 	log.Info("PutMedia connected", zap.String("timecode_type", tcType))
 	in := &ingest{s: s, sess: sess, log: log, stream: st.Name, relative: tcType == "RELATIVE", startMs: startMs}
-	errorID, err := in.run(mkv.NewDemuxer(body, mkv.Limits{MaxBlock: s.limits.MaxFragmentBytes + 1}))
+	demux := mkv.NewDemuxer(body, mkv.Limits{MaxBlock: s.limits.MaxFragmentBytes + 1})
+	if first, _ := body.Peek(4); !bytes.Equal(first, []byte{0x1A, 0x45, 0xDF, 0xA3}) {
+		// A producer that lost its connection mid-fragment may go on where it was (kvssink
+		// does after its PutMedia failed to connect for a while): continue with the
+		// stream's last header; the orphaned end of the broken fragment is skipped.
+		if h, ok := s.lastHeader(st.Name); ok {
+			demux.Resume()
+			in.ebmlHeader, in.info, in.tracksRaw, in.scale, in.tracks = h.ebml, h.info, h.tracksRaw, h.scale, h.tracks
+			log.Info("PutMedia continues the stream without a header")
+		}
+	}
+	errorID, err := in.run(demux)
+	if n := demux.Orphans(); n > 0 {
+		stats.orphans(n)
+		log.Warn("PutMedia began in the middle of a fragment: its blocks were skipped", zap.Int("blocks", n))
+	}
 	if ended, endErr := sess.endedBy(); ended {
 		if endErr != 0 {
 			sess.send(ack{EventType: "ERROR", FragmentTimecode: in.fragTimecode(), ErrorID: endErr})
 			stats.errorID(endErr)
 		}
 		log.Info("PutMedia ended by the service", zap.Int("error_id", endErr))
+		if s.ctx.Err() != nil {
+			// localcloud is stopping: the connection breaks as it would when a service goes
+			// down, rather than ending its response in good order (a producer treats the two
+			// differently: it rewinds to its last unacknowledged fragment only after a break).
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 	if errorID != 0 {
@@ -386,6 +460,14 @@ func (in *ingest) event(ev mkv.Event) (int, error) {
 		for _, t := range ev.Tracks {
 			in.tracks[t.Number] = true
 		}
+		if in.info == nil {
+			in.info, in.scale = mkv.InfoElement(1_000_000, "localcloud"), 1_000_000
+		}
+		ebml := in.ebmlHeader
+		if ebml == nil {
+			ebml = mkv.EBMLHeader()
+		}
+		in.s.rememberHeader(in.stream, streamHeader{ebml: ebml, info: in.info, tracksRaw: in.tracksRaw, scale: in.scale, tracks: in.tracks})
 	case mkv.EventClusterStart:
 		if in.info == nil {
 			in.info = mkv.InfoElement(1_000_000, "localcloud")

@@ -274,3 +274,46 @@ func TestPutMediaAfterRestart(t *testing.T) {
 	require.Equal(t, int64(1), st.Duplicates)
 	require.Equal(t, int64(1), st.FragmentsPersisted)
 }
+
+// TestPutMediaContinuesWithoutHeader: a producer whose connection broke mid-fragment may
+// go on where it was on a new connection (kvssink does after failing to connect for a
+// while): the orphaned blocks are skipped and the next fragment is stored with the
+// stream's header, also after a restart of localcloud.
+func TestPutMediaContinuesWithoutHeader(t *testing.T) {
+	dir := t.TempDir()
+	c := start(t, Options{Dir: dir})
+	createStream(t, c, "cam", 1)
+	frames, track := testFrames(t)
+	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
+	creds := issuedCreds(c)
+	pm := openPutMedia(t, c, "cam", creds)
+	pm.write(t, header)
+	pm.write(t, clusters[0])
+	pm.write(t, clusters[1][:len(clusters[1])/2]) // the connection breaks mid-fragment
+	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+	require.NoError(t, c.Close())
+
+	c = start(t, Options{Dir: dir})
+	pm = openPutMedia(t, c, "cam", creds)
+	// The rest of the broken fragment, from a block boundary, then the next fragment.
+	d := mkv.NewDemuxer(bytes.NewReader(mkv.Concat(header, clusters[1])), mkv.Limits{})
+	var blocks [][]byte
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			break
+		}
+		if ev.Kind == mkv.EventBlock {
+			blocks = append(blocks, ev.Raw)
+		}
+	}
+	pm.write(t, mkv.Concat(blocks[len(blocks)/2:]...))
+	pm.write(t, clusters[2])
+	pm.w.Close()
+	number := pm.expectFragment(t, clusterTimecode(t, clusters[2]))
+	probeFrames(t, filepath.Join(c.Paths().KVSData, "cam", number+".mkv"), 30)
+	st, err := c.KVSStreamStats("cam")
+	require.NoError(t, err)
+	require.Equal(t, int64(len(blocks)-len(blocks)/2), st.OrphanBlocks)
+	require.Empty(t, st.Errors)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 )
 
 // kvssinkPluginDir finds a built kvssink (scripts/build-kvssink.sh caches it under
@@ -95,4 +98,68 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestKVSSinkAcrossLocalcloudRestart stops localcloud for 10 s while kvssink records 40 s
+// of live video, then starts it again on the same port and directory: kvssink reconnects
+// by itself and goes on; the gap is at most one GOP (the fragment being sent at the break).
+// Long: EDGECAM_LONG_TESTS=1.
+func TestKVSSinkAcrossLocalcloudRestart(t *testing.T) {
+	if os.Getenv("EDGECAM_LONG_TESTS") != "1" {
+		t.Skip("long (about 1 min): set EDGECAM_LONG_TESTS=1")
+	}
+	plugin := kvssinkPluginDir(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	c := start(t, Options{Dir: dir, KVSPort: port})
+	ic := c.IssueCredentials("kvssink-test")
+	credFile := filepath.Join(t.TempDir(), "credentials")
+	require.NoError(t, os.WriteFile(credFile, []byte(fmt.Sprintf("CREDENTIALS %s %s %s %s\n", ic.AccessKeyID,
+		ic.Expiration.UTC().Format(time.RFC3339), ic.SecretAccessKey, ic.SessionToken)), 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "gst-launch-1.0", "-e", "videotestsrc", "is-live=true", "num-buffers=600", "pattern=ball",
+		"!", "video/x-raw,width=320,height=180,framerate=15/1", "!", "x264enc", "key-int-max=30", "bframes=0", "tune=zerolatency",
+		"!", "h264parse", "!", "video/x-h264,stream-format=avc,alignment=au",
+		"!", "kvssink", "stream-name=outage-cam", "aws-region="+c.Region(), "credential-path="+credFile, "retention-period=2")
+	cmd.Env = append(os.Environ(), "GST_PLUGIN_PATH="+plugin, "CONTROL_PLANE_URI="+c.KVSEndpoint())
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	require.Eventually(t, func() bool {
+		st, err := c.KVSStreamStats("outage-cam")
+		return err == nil && st.FragmentsPersisted >= 4
+	}, time.Minute, 100*time.Millisecond, "kvssink records")
+	require.NoError(t, c.Close())
+	stoppedAt := time.Now()
+	time.Sleep(10 * time.Second) // the outage itself
+	c2 := start(t, Options{Dir: dir, KVSPort: port, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	t.Logf("localcloud down for %s", time.Since(stoppedAt).Round(time.Millisecond))
+	require.NoError(t, <-done, "kvssink:\n%s", tail(out.String(), 4000))
+
+	k, err := c2.kvsRunning()
+	require.NoError(t, err)
+	list, _ := k.streams.media.fragments("outage-cam")
+	frames := 0
+	var maxGap int64
+	for i, f := range list {
+		frames += f.Frames
+		if i > 0 {
+			maxGap = max(maxGap, f.ProducerMs-(list[i-1].ProducerMs+list[i-1].DurationMs))
+		}
+	}
+	st, err := c2.KVSStreamStats("outage-cam")
+	require.NoError(t, err)
+	t.Logf("after the outage: %d fragments, %d frames, largest gap %d ms, after restart: %+v", len(list), frames, maxGap, st)
+	// kvssink goes on mid-fragment on its first connection after the outage: the end of the
+	// fragment it was sending when localcloud went down is skipped (at most one GOP).
+	require.GreaterOrEqual(t, frames, 600-30, "at most one GOP is lost")
+	require.LessOrEqual(t, maxGap, int64(2000), "no gap above one GOP")
+	require.Empty(t, st.Errors)
 }

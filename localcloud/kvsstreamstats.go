@@ -20,6 +20,9 @@ type StreamStats struct {
 	Duplicates         int64 `json:"duplicates"`
 	// Connections counts PutMedia requests.
 	Connections int64 `json:"connections"`
+	// OrphanBlocks counts blocks skipped at the start of a connection that began in the
+	// middle of a fragment (its start went out on a broken connection).
+	OrphanBlocks int64 `json:"orphanBlocks"`
 	// Acks by EventType (BUFFERING, RECEIVED, PERSISTED, ERROR, IDLE).
 	Acks map[string]int64 `json:"acks"`
 	// Errors by ErrorId ("4006": 1).
@@ -41,6 +44,7 @@ func (st *streamStats) ingest(n int)   { st.add(func(s *StreamStats) { s.BytesIn
 func (st *streamStats) connection()    { st.add(func(s *StreamStats) { s.Connections++ }) }
 func (st *streamStats) fragment()      { st.add(func(s *StreamStats) { s.Fragments++ }) }
 func (st *streamStats) duplicate()     { st.add(func(s *StreamStats) { s.Duplicates++ }) }
+func (st *streamStats) orphans(n int)  { st.add(func(s *StreamStats) { s.OrphanBlocks += int64(n) }) }
 func (st *streamStats) errorID(id int) { st.add(func(s *StreamStats) { s.Errors[strconv.Itoa(id)]++ }) }
 func (st *streamStats) ack(a ack)      { st.add(func(s *StreamStats) { s.Acks[a.EventType]++ }) }
 func (st *streamStats) persisted(size int64) {

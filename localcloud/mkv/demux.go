@@ -106,7 +106,22 @@ type Demuxer struct {
 	// endCluster makes the next Next report EventClusterEnd.
 	endCluster bool
 	err        error
+	// resumed: the stream continues one whose header came before (Resume) and no EBML
+	// header has come yet; orphans counts the blocks skipped before its first Cluster.
+	resumed bool
+	orphans int
 }
+
+// Resume makes the demuxer read a stream that continues another one: it starts inside a
+// Segment whose header, Info and Tracks were sent before (a producer reconnecting in the
+// middle of a fragment). Blocks before the first Cluster are skipped (Orphans counts them);
+// only elements a producer sends are accepted until an EBML header comes.
+func (d *Demuxer) Resume() {
+	d.state, d.header, d.tracks, d.resumed = stateSegment, true, true, true
+}
+
+// Orphans is how many blocks were skipped because their Cluster began before the stream.
+func (d *Demuxer) Orphans() int { return d.orphans }
 
 // NewDemuxer reads r. Zero limits take the defaults.
 func NewDemuxer(r io.Reader, lim Limits) *Demuxer {
@@ -215,6 +230,7 @@ func (d *Demuxer) segment() (Event, bool, error) {
 		if d.segEnd >= 0 {
 			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "a new EBML header or Segment inside a Segment"}
 		}
+		d.resumed = false
 		d.er.unread(h)
 		d.state = stateTop
 		return Event{}, false, nil
@@ -253,7 +269,7 @@ func (d *Demuxer) segment() (Event, bool, error) {
 		if !d.tracks {
 			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "Cluster before Tracks"}
 		}
-		d.cluEnd = -1
+		d.cluEnd, d.resumed = -1, false
 		if h.Size != UnknownSize {
 			d.cluEnd = d.er.off + h.Size
 		}
@@ -261,6 +277,18 @@ func (d *Demuxer) segment() (Event, bool, error) {
 	}
 	if h.Size == UnknownSize {
 		return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X of unknown size in a Segment", uint32(h.ID))}
+	}
+	if d.resumed {
+		switch h.ID {
+		case IDSimpleBlock, IDBlockGroup:
+			if h.Size > d.lim.MaxBlock {
+				return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("block of %d bytes is larger than the %d allowed", h.Size, d.lim.MaxBlock)}
+			}
+			d.orphans++
+		case IDVoid, IDCRC32, IDSeekHead, IDCues:
+		default:
+			return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X where a continued stream has blocks, Tags, a Cluster or an EBML header", uint32(h.ID))}
+		}
 	}
 	return Event{}, false, d.er.skip(h) // SeekHead, Cues, Chapters, Attachments, Void, CRC-32, …
 }

@@ -154,6 +154,9 @@ func FuzzDemuxer(f *testing.F) {
 	f.Add(Concat(producerStream(1, 1), TagsElement([]SimpleTag{{"AWS_KINESISVIDEO_END_OF_FRAGMENT", ""}})))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := NewDemuxer(bytes.NewReader(data), Limits{MaxMetaElement: 1 << 16, MaxBlock: 1 << 16})
+		if len(data) > 0 && data[0]&1 == 1 {
+			d.Resume() // a continued stream, half of the time
+		}
 		for i := 0; ; i++ {
 			ev, err := d.Next()
 			if err != nil {
@@ -195,4 +198,29 @@ func BenchmarkDemuxer(b *testing.B) {
 			}
 		}
 	}
+}
+
+func TestDemuxerResume(t *testing.T) {
+	tail := Concat(SimpleBlockElement(1, 66, false, []byte{1}), SimpleBlockElement(1, 133, false, []byte{2}),
+		TagsElement([]SimpleTag{{"AWS_KINESISVIDEO_END_OF_FRAGMENT", ""}}), ClusterStart(2000), SimpleBlockElement(1, 0, true, []byte{3}))
+	d := NewDemuxer(bytes.NewReader(Concat(tail, producerStream(1, 1))), Limits{})
+	d.Resume()
+	var got []EventKind
+	for {
+		ev, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		got = append(got, ev.Kind)
+	}
+	require.Equal(t, []EventKind{EventTags, EventClusterStart, EventBlock, EventClusterEnd,
+		EventEBMLHeader, EventSegment, EventInfo, EventTracks, EventClusterStart, EventBlock, EventClusterEnd}, got)
+	require.Equal(t, 2, d.Orphans())
+
+	// Only what a producer sends is skipped.
+	d = NewDemuxer(bytes.NewReader(Concat(Element(IDChapters, []byte{1, 2}), tail)), Limits{})
+	d.Resume()
+	_, err := d.Next()
+	require.True(t, IsFormatError(err), "%v", err)
 }
