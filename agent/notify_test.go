@@ -15,6 +15,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/rtsptest"
 	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/localcloud"
 	"github.com/stretchr/testify/require"
 )
 
@@ -351,4 +352,37 @@ func TestReloadBeforeReadySaysNotReady(t *testing.T) {
 	sock.wait(t, start, 5*time.Second, "the status after the reload", statusContains("waiting for the first video frame"))
 	require.Empty(t, sock.times("READY", "1", start, time.Now()))
 	require.Empty(t, sock.times("RELOADING", "1", start, time.Now()))
+}
+
+// TestStatusPhases: STATUS= follows the cloud side too — waiting for the clock and
+// provisioning while the device is refused, online as its thing once it is allowed and the
+// clock is synchronised, offline when the cloud goes away — while READY=1 came with the
+// first frames, before any of it.
+func TestStatusPhases(t *testing.T) {
+	sock := listenNotify(t, 0)
+	cloud := startCloudWith(t, localcloud.Options{})
+	cfg := cloudConfig(t, cloud)
+	cfg.Device.Serial = "cam-phases-1" // not allowed yet: provisioning is refused and retried
+	cfg.WebRTC.Enabled = false
+	timesync := t.TempDir() // systemd-timesyncd's directory, not synchronised yet
+	start := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunService(ctx, ServiceOptions{Options: Options{Config: cfg}, TimesyncDir: timesync}) }()
+	defer func() { cancel(); <-done }()
+
+	ready := sock.wait(t, start, 20*time.Second, "READY=1", hasKey("READY", "1"))
+	require.Contains(t, ready.vars["STATUS"], "streaming (test)", "video does not wait for the cloud")
+	sock.wait(t, start, 20*time.Second, "waiting for clock and provisioning", func(m map[string]string) bool {
+		return strings.Contains(m["STATUS"], "waiting for clock") && strings.Contains(m["STATUS"], "provisioning")
+	})
+
+	require.NoError(t, os.WriteFile(filepath.Join(timesync, "synchronized"), nil, 0o644))
+	require.NoError(t, cloud.Allow(cfg.Device.Serial))
+	online := sock.wait(t, start, 30*time.Second, "cloud online", statusContains("cloud online as "))
+	require.NotContains(t, online.vars["STATUS"], "waiting for clock")
+
+	closed := time.Now()
+	require.NoError(t, cloud.Close())
+	sock.wait(t, closed, 30*time.Second, "cloud offline", statusContains("cloud offline"))
 }
