@@ -29,6 +29,7 @@ test_pkgs=(
 # flow: sysroots, Debian's cross compilers, qemu-user, image partitions.
 cross_pkgs=(
   mmdebstrap
+  arch-test
   gcc-aarch64-linux-gnu
   gcc-arm-linux-gnueabihf
   qemu-user-static
