@@ -148,7 +148,6 @@ func TestDryRunRecordsWhatWasPlayed(t *testing.T) {
 	require.Contains(t, string(stdout), "recordings:  "+filepath.Join(out, "recordings"))
 	require.Contains(t, string(stdout), "device provisioned through localcloud as", "dry-run provisions before media starts")
 	require.FileExists(t, filepath.Join(out, "state", "identity", "identity.json"))
-	require.FileExists(t, filepath.Join(out, "state", "kvssink-credentials"))
 
 	captured, recorded := checkRecordings(t, string(stdout), out)
 	gop := int(side.GOPSeconds) * side.FPS
