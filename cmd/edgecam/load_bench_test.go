@@ -24,7 +24,8 @@ import (
 // analysis off and on, and measures the agent process over 30 s once every viewer has its
 // first keyframe: CPU seconds (user + system, from /proc) and peak RSS. Recording is off, so
 // that the figures are live view's (and analysis's) alone. Run one combination with e.g.
-// -bench 'LiveViewLoad/analysis=off/viewers=1$'.
+// -bench 'LiveViewLoad/analysis=off/viewers=1$'; LOAD_BENCH_BINARY runs another build of
+// edgecam instead of this tree's (A/B comparisons).
 func BenchmarkLiveViewLoad(b *testing.B) {
 	for _, analysis := range []bool{false, true} {
 		for _, viewers := range []int{0, 1, 5, 10} {
@@ -100,7 +101,11 @@ media:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	agent := exec.Command(binary, "run", "--config", cfgPath)
+	bin := binary
+	if alt := os.Getenv("LOAD_BENCH_BINARY"); alt != "" {
+		bin = alt // another build of edgecam, to compare (A/B) on the same machine in the same run
+	}
+	agent := exec.Command(bin, "run", "--config", cfgPath)
 	agent.Stderr = os.Stderr
 	if err := agent.Start(); err != nil {
 		b.Fatal(err)

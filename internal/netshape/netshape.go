@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pion/transport/v4"
@@ -137,9 +139,38 @@ func (l *Link) Drops() (int, error) {
 	return total, nil
 }
 
+// ReceiveBufferErrors returns how many UDP datagrams the namespace dropped because a
+// socket's receive buffer was full (the receiving program did not read in time): losses
+// that are not the link's.
+func (l *Link) ReceiveBufferErrors() (int, error) {
+	out, err := exec.Command("ip", "netns", "exec", l.ns, "cat", "/proc/net/snmp").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("read /proc/net/snmp in %s: %w: %s", l.ns, err, out)
+	}
+	var header []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		for i, name := range header {
+			if name == "RcvbufErrors" && i < len(f) {
+				return strconv.Atoi(f[i])
+			}
+		}
+	}
+	return 0, fmt.Errorf("no Udp RcvbufErrors in /proc/net/snmp of %s", l.ns)
+}
+
 // Net returns a pion network whose sockets are opened inside the namespace and whose
-// interfaces are the namespace's.
-func (l *Link) Net() (transport.Net, error) {
+// interfaces are the namespace's. readBuffer, when positive, sizes each UDP socket's receive
+// buffer (SO_RCVBUF, at most net.core.rmem_max), as browsers size theirs: a test process on
+// a busy machine may not read for a while, and what the socket drops then is not the link's.
+func (l *Link) Net(readBuffer int) (transport.Net, error) {
 	var n *stdnet.Net
 	err := l.inNS(func() error {
 		var err error
@@ -149,7 +180,7 @@ func (l *Link) Net() (transport.Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &nsNet{Net: n, l: l}, nil
+	return &nsNet{Net: n, l: l, readBuffer: readBuffer}, nil
 }
 
 // inNS runs fn on a thread that has entered the namespace; the thread is thrown away after
@@ -170,17 +201,32 @@ func (l *Link) inNS(fn func() error) error {
 // nsNet opens sockets in the namespace; everything else is the standard network's.
 type nsNet struct {
 	*stdnet.Net
-	l *Link
+	l          *Link
+	readBuffer int
+}
+
+func (n *nsNet) sized(c any) {
+	if b, ok := c.(interface{ SetReadBuffer(int) error }); ok && n.readBuffer > 0 {
+		_ = b.SetReadBuffer(n.readBuffer)
+	}
 }
 
 func (n *nsNet) ListenPacket(network, address string) (c net.PacketConn, err error) {
 	err = n.l.inNS(func() error { c, err = n.Net.ListenPacket(network, address); return err })
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	n.sized(c)
+	return c, nil
 }
 
 func (n *nsNet) ListenUDP(network string, laddr *net.UDPAddr) (c transport.UDPConn, err error) {
 	err = n.l.inNS(func() error { c, err = n.Net.ListenUDP(network, laddr); return err })
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	n.sized(c)
+	return c, nil
 }
 
 func (n *nsNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (c transport.UDPConn, err error) {

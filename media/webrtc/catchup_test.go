@@ -173,6 +173,11 @@ func TestCatchUpLosesNothing(t *testing.T) {
 
 var loopback = webrtcviewer.Options{IncludeLoopback: true}
 
+// viewerReadBuffer is the shaped-link viewers' socket receive buffer (1 MB, as a browser's):
+// the test counts what the link and the sender lose, not what a starved test process
+// fails to read in time (the tests report those overflows separately).
+const viewerReadBuffer = 1 << 20
+
 // TestCatchUpShapedLink is TestCatchUpLosesNothing with the viewers behind 8 Mbit/s links
 // with 20 ms of delay each way and a 100 ms queue (veth pairs into network namespaces, tc
 // tbf + netem): the joiners behind one, the watcher behind another, as viewers in different
@@ -185,9 +190,9 @@ func TestCatchUpShapedLink(t *testing.T) {
 	s, err := NewServer(Options{Hub: hub})
 	require.NoError(t, err)
 	defer s.Close()
-	vnet, err := link.Net()
+	vnet, err := link.Net(viewerReadBuffer)
 	require.NoError(t, err)
-	wnet, err := wlink.Net()
+	wnet, err := wlink.Net(viewerReadBuffer)
 	require.NoError(t, err)
 	r := runJoins(t, s, joins(), 1500*time.Millisecond, webrtcviewer.Options{Net: wnet}, webrtcviewer.Options{Net: vnet})
 	drops, err := link.Drops()
@@ -195,8 +200,13 @@ func TestCatchUpShapedLink(t *testing.T) {
 	wdrops, err := wlink.Drops()
 	require.NoError(t, err)
 	drops += wdrops
-	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames; link drops %d",
-		r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost, r.watcherBroken, r.watcherLost, r.watcherFrames, drops)
+	rcvbuf, err := link.ReceiveBufferErrors()
+	require.NoError(t, err)
+	wrcvbuf, err := wlink.ReceiveBufferErrors()
+	require.NoError(t, err)
+	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames; link drops %d; "+
+		"receive buffer overflows: joiners %d, watcher %d", r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost,
+		r.watcherBroken, r.watcherLost, r.watcherFrames, drops, rcvbuf, wrcvbuf)
 	require.Zero(t, r.brokenJoiners, "joiners with broken access units: %v", r.joinerBroken)
 	require.Zero(t, r.watcherBroken, "broken access units at the viewer already watching")
 	require.Positive(t, r.watcherFrames)
@@ -224,9 +234,9 @@ func BenchmarkCatchUpShaped(b *testing.B) {
 	s, err := NewServer(Options{Hub: hub})
 	require.NoError(b, err)
 	defer s.Close()
-	vnet, err := link.Net()
+	vnet, err := link.Net(viewerReadBuffer)
 	require.NoError(b, err)
-	wnet, err := wlink.Net()
+	wnet, err := wlink.Net(viewerReadBuffer)
 	require.NoError(b, err)
 	n := 0
 	for b.Loop() {
@@ -240,6 +250,11 @@ func BenchmarkCatchUpShaped(b *testing.B) {
 	require.NoError(b, err)
 	b.ReportMetric(float64(drops), "joiner-link-drops")
 	b.ReportMetric(float64(wdrops), "watcher-link-drops")
+	for name, l := range map[string]*netshape.Link{"joiner": link, "watcher": wlink} {
+		n, err := l.ReceiveBufferErrors()
+		require.NoError(b, err)
+		b.ReportMetric(float64(n), name+"-rcvbuf-overflows")
+	}
 }
 
 // BenchmarkCatchUp reports time to first frame and what viewers lost during b.N joins
