@@ -82,6 +82,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"MemoryDenyWriteExecute", "yes"},
 		{"UMask", "0077"},
 		{"ProtectProc", "invisible"},
+		{"PrivateUsers", "yes"},
 		{"SupplementaryGroups", "video"},
 		{"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"},
 	}
