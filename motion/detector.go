@@ -52,9 +52,6 @@ const (
 	fracMask = 1<<bgFrac - 1
 	// rateOne is a learn rate of 1 in the fixed-point rates.
 	rateOne = 1 << 16
-	// histHalf bounds the histograms of block differences (64 grey levels either way);
-	// larger differences are clamped, which leaves a median below the clamp exact.
-	histHalf = 64*unit - 1
 	// illumDiff is the change, in grey levels, that counts towards an illumination change.
 	// It does not depend on Sensitivity, so that a higher sensitivity never turns a frame
 	// into an illumination change and so never detects less.
@@ -62,8 +59,9 @@ const (
 	// illumRatio is the share of the unmasked area that must change by illumDiff beyond the
 	// frame's tone curve for the change to be global (an IR switch, a lamp in view).
 	illumRatio = 0.5
-	// sampleBlocks is about how many blocks the median and noise estimates look at.
-	sampleBlocks = 1024
+	// sampleBlocks is about how many blocks the median, tone curve and noise estimates look
+	// at.
+	sampleBlocks = 512
 	// noiseSigmas sets the noise floor: the per-block threshold is at least this many
 	// estimated noise standard deviations, so a grainy night image does not trigger.
 	noiseSigmas = 5
@@ -205,7 +203,6 @@ type Detector struct {
 	// The median and noise estimates look at about sampleBlocks unmasked blocks spread
 	// over the frame.
 	sample []int32
-	hist   []uint32 // 2*histHalf+1 bins of differences, reused for their magnitudes
 	tone   toneCurve
 
 	stab   stabilizer
@@ -326,7 +323,6 @@ func NewDetector(o Options) (*Detector, error) {
 	d.prev = make([]int32, nb)
 	d.still = make([]uint16, nb)
 	d.stationary = uint16(o.StationaryFrames)
-	d.hist = make([]uint32, 2*histHalf+1)
 	d.stab = newStabilizer(d.w, d.h)
 	d.blobs = newBlobs(d.bw, d.bh)
 	d.tracks = newTracker(nb)
@@ -484,6 +480,7 @@ func (d *Detector) classify(shift, thr int32) {
 	dShift := shift - d.prevShift
 	strong := 2 * thr
 	rate := int64(d.rate)
+	rate2 := min(2*d.rate, rateOne)
 	d.parity ^= 1
 	for _, sp := range d.runs {
 		parity := d.parity ^ int(sp.from&1)
@@ -534,14 +531,17 @@ func (d *Detector) classify(shift, thr int32) {
 			if lt[k] > 0 {
 				lt[k]--
 			}
-			// Learn at the full rate; the flicker too, away from moving regions, half the
-			// blocks each frame at twice the rate (it changes slowly).
-			if ns[k] == 0 && (k+parity)&1 == 0 {
-				v += ((e2>>varShift - v) * rate) >> 15
-				vs[k] = int32(min(v, math.MaxInt32))
+			// Learn at the full rate, the flicker too away from moving regions: half the
+			// blocks each frame at twice the rate (both change slowly).
+			if (k+parity)&1 != 0 {
+				continue
+			}
+			if ns[k] == 0 {
+				// e2>>varShift is at most 4080²/4, so v stays far below 2³¹.
+				vs[k] = int32(v + ((e2>>varShift-v)*rate)>>15)
 			}
 			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
-			bs[k] = b + (raw*d.rate)>>(16-bgFrac) - ((b&fracMask)*d.rate)>>16
+			bs[k] = b + (raw*rate2)>>(16-bgFrac) - ((b&fracMask)*rate2)>>16
 		}
 	}
 	d.blobs.list = list

@@ -1,11 +1,13 @@
 package motion
 
 import (
-	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgecam/edgecam/internal/synthscene"
+	"github.com/stretchr/testify/require"
 )
 
 // outdoorRun renders a synthscene scene at half size (320x180) and 5 analysis frames per
@@ -58,28 +60,52 @@ func runOutdoor(t testing.TB, s synthscene.Scene, o Options) outdoorRun {
 	return out
 }
 
-func TestOutdoorDebug(t *testing.T) {
+// TestOutdoorScenes runs the detector and the gate on the outdoor scenes straight from the
+// renderer (no encoder), at 320x180 and 5 frames per second: labelled motion starts an
+// event within 0.6 s, nothing else does. motioneval's TestOutdoorSuite runs the same scenes
+// encoded; this one shows the detector alone. It renders about 3000 frames: long.
+func TestOutdoorScenes(t *testing.T) {
+	if os.Getenv("EDGECAM_LONG_TESTS") != "1" {
+		t.Skip("renders the whole outdoor suite (about 1-2 minutes): set EDGECAM_LONG_TESTS=1")
+	}
 	for _, s := range synthscene.Suite() {
-		r := runOutdoor(t, s, Options{})
-		var evs []string
-		for _, e := range r.events {
-			evs = append(evs, fmt.Sprintf("%.1f-%.1f", e.Start.Sub(time.Unix(0, 0)).Seconds(), e.End.Sub(time.Unix(0, 0)).Seconds()))
-		}
-		motion := ""
-		for _, res := range r.results {
-			switch {
-			case res.Warmup:
-				motion += "w"
-			case res.Illumination:
-				motion += "I"
-			case res.Motion:
-				motion += "M"
-			case res.Score > 0:
-				motion += "-"
-			default:
-				motion += "."
+		t.Run(s.Name, func(t *testing.T) {
+			r := runOutdoor(t, s, Options{})
+			var timeline strings.Builder
+			for _, res := range r.results {
+				switch {
+				case res.Warmup:
+					timeline.WriteByte('w')
+				case res.Illumination:
+					timeline.WriteByte('I')
+				case res.Motion:
+					timeline.WriteByte('M')
+				case res.Score > 0:
+					timeline.WriteByte('-')
+				default:
+					timeline.WriteByte('.')
+				}
 			}
-		}
-		t.Logf("%-28s labels %v events %v\n%s", s.Name, s.Labels, evs, motion)
+			t.Logf("labels %v\n%s", s.Labels, timeline.String())
+			if len(s.Labels) == 0 {
+				require.Empty(t, r.events)
+				return
+			}
+			require.NotEmpty(t, r.events)
+			for _, l := range s.Labels {
+				found := false
+				for _, e := range r.events {
+					start := e.Start.Sub(time.Unix(0, 0)).Seconds()
+					end := e.End.Sub(time.Unix(0, 0)).Seconds()
+					if start < l.End && end > l.Start {
+						found = true
+						require.LessOrEqual(t, start-l.Start, 0.6, "latency")
+					} else {
+						t.Errorf("event %.1f-%.1f s outside the labels", start, end)
+					}
+				}
+				require.True(t, found, "label %v", l)
+			}
+		})
 	}
 }

@@ -143,29 +143,46 @@ func shiftToward(ref, cur []int32, sh int, full bool) {
 }
 
 // bestShift returns the s in [-r, r] for which cur[x+s] matches ref[x] best (least sum of
-// absolute differences over the middle), or 0 unless it matches
-// clearly better than 0. The whole range is searched: vibration jumps.
+// absolute differences over the middle), or 0 unless it matches clearly better than 0. A
+// clear minimum at 0 (a still camera) ends the search early; otherwise the whole range is
+// searched: vibration jumps.
 func bestShift(cur, ref []int32, r int) int {
 	n := len(ref)
 	if n < 4*r+8 {
 		return 0
 	}
-	best, bestSAD, sad0 := 0, int64(-1), int64(0)
-	for s := -r; s <= r; s++ {
+	rf := ref[r : n-r]
+	sad := func(s int) int64 {
 		c := cur[r+s : n-r+s]
-		rf := ref[r : n-r]
-		rf = rf[:len(c)]
-		var sad int64
-		for i, v := range c {
-			d := v - rf[i]
+		c = c[:len(rf)]
+		var sum int64
+		for i, v := range rf {
+			d := c[i] - v
 			m := d >> 31
-			sad += int64((d ^ m) - m)
+			sum += int64((d ^ m) - m)
 		}
-		if s == 0 {
-			sad0 = sad
+		return sum
+	}
+	sad0 := sad(0)
+	best, bestSAD := 0, sad0
+	left, right := sad(-1), sad(1)
+	if 2*sad0 < min(left, right) {
+		return 0
+	}
+	for s := -r; s <= r; s++ {
+		var v int64
+		switch s {
+		case 0:
+			continue
+		case -1:
+			v = left
+		case 1:
+			v = right
+		default:
+			v = sad(s)
 		}
-		if bestSAD < 0 || sad < bestSAD {
-			best, bestSAD = s, sad
+		if v < bestSAD {
+			best, bestSAD = s, v
 		}
 	}
 	// Noise and a moving object move the minimum a little on a still camera.

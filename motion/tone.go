@@ -11,16 +11,19 @@ const toneBins = 8
 type toneCurve struct {
 	lut  [256]int32 // the expected difference, 1/16 grey level, per background grey level
 	bins [toneBins][129]uint32
+	all  [129]uint32 // every sample, 1 grey level a bin
 	cnt  [toneBins]int
+	// dev counts the deviations from the curve, 1/16 grey level a bin, up to 64 grey levels.
+	dev [64 * unit]uint32
 }
 
 // fit computes the tone curve from d's sampled blocks and returns the median difference
 // (the frame's common shift), how many samples differ from the background, or from the
 // curve, by illumDiff or more, and the median absolute deviation from the curve, in 1/16 grey level.
 func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
-	res, bg, hist := d.res, d.bg, d.hist
-	clear(hist)
+	res, bg := d.res, d.bg
 	clear(t.bins[:])
+	clear(t.all[:])
 	clear(t.cnt[:])
 	n := 0
 	for _, k := range d.sample {
@@ -29,16 +32,17 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 			continue
 		}
 		n++
-		hist[min(max(r, -histHalf), histHalf)+histHalf]++
-		b := min(max(bg[k]>>bgFrac, 0), 255*unit) >> 9
-		t.bins[b][min(max((r+8)>>4, -64), 64)+64]++
+		b := uint8(bg[k]>>bgFrac>>4) >> 5 // the background's grey level / 32
+		i := min(max((r+8)>>4, -64), 64) + 64
+		t.bins[b][i]++
+		t.all[i]++
 		t.cnt[b]++
 	}
 	if n == 0 {
 		clear(t.lut[:])
 		return 0, 0, 0
 	}
-	shift = int32(median(hist, n)) - histHalf
+	shift = int32(median(t.all[:], n)-64) * unit
 	var m [toneBins]int32
 	least := max(16, n/32)
 	for b := range m {
@@ -61,17 +65,17 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 			t.lut[g] = (m[b]*(width-f) + m[b+1]*f) / width
 		}
 	}
-	clear(hist)
+	clear(t.dev[:])
 	for _, k := range d.sample {
 		r := res[k]
 		if r == invalid {
 			continue
 		}
-		e := abs(r - t.lut[min(max(bg[k]>>bgFrac, 0), 255*unit)>>4])
+		e := abs(r - t.lut[uint8(bg[k]>>bgFrac>>4)])
 		if e >= illumDiff*unit || abs(r) >= illumDiff*unit {
 			beyond++
 		}
-		hist[min(e, histHalf)]++
+		t.dev[min(e, int32(len(t.dev)-1))]++
 	}
-	return shift, beyond, int32(median(hist, n))
+	return shift, beyond, int32(median(t.dev[:], n))
 }
