@@ -1,7 +1,7 @@
-// Package netshape gives tests a shaped network link: a veth pair between the host and a
-// network namespace it creates, with tc shaping (a tbf rate limit and a netem delay) on the
-// host's side, so that what the host sends to the namespace crosses a slow link with a
-// bounded queue, as a viewer on Wi-Fi or a mobile link. Sockets are opened inside the
+// Package netshape gives tests a shaped network link: veth pairs from the host through a
+// router namespace to a viewer namespace it creates, with tc shaping (a tbf rate limit and
+// a netem delay) on the router, so that what the host sends to the viewer crosses a slow
+// link with a bounded queue, as a viewer on Wi-Fi or a mobile link. Sockets are opened inside the
 // namespace through Net, a pion transport.Net, so that a pion peer in the same process is
 // "behind" the link. It needs root and `ip` / `tc` (iproute2); New says so when they are not
 // there, and tests skip with that reason.
@@ -40,18 +40,23 @@ type Options struct {
 	Delay time.Duration
 }
 
-// Link is a veth pair into a network namespace.
+// Link is the path host → router namespace → viewer namespace. The shaping sits on the
+// router's egress towards the viewer, as on a real bottleneck (a home router, an access
+// point): shaping on the sending host's own interface would push back on the sender's
+// socket (its send buffer fills and the writes wait) instead of dropping, which no remote
+// link does.
 type Link struct {
-	ns      string
-	hostDev string
-	HostIP  net.IP // the host's end
-	PeerIP  net.IP // the namespace's end
+	ns, router string // the viewer's namespace, the router's
+	hostDev    string
+	routerDev  string // the router's interface towards the viewer, where the shaping is
+	HostIP     net.IP // the host's end
+	PeerIP     net.IP // the viewer namespace's address
 	// NoDelay says why the delay could not be applied (a kernel without netem), or is empty.
 	NoDelay  string
 	nsHandle *os.File
 }
 
-// New creates the namespace, the veth pair and the shaping. Close removes them.
+// New creates the namespaces, the veth pairs, the routes and the shaping. Close removes them.
 func New(ctx context.Context, opts Options) (*Link, error) {
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("%w: not root (network namespaces and tc need it)", ErrUnavailable)
@@ -67,27 +72,44 @@ func New(ctx context.Context, opts Options) (*Link, error) {
 	if opts.Queue <= 0 {
 		opts.Queue = 100 * time.Millisecond
 	}
-	id := rand.N(1 << 16)
+	id := rand.N(1 << 14)
+	hi, lo := byte(id>>6), byte(id&0x3f)<<2
 	l := &Link{
-		ns:      fmt.Sprintf("edgecam-shape-%d", id),
-		hostDev: fmt.Sprintf("ecsh%d", id),
-		HostIP:  net.IPv4(10, 201, byte(id>>8), byte(id&0xfc)+1),
-		PeerIP:  net.IPv4(10, 201, byte(id>>8), byte(id&0xfc)+2),
+		ns:        fmt.Sprintf("edgecam-shape-%d", id),
+		router:    fmt.Sprintf("edgecam-shaper-%d", id),
+		hostDev:   fmt.Sprintf("ecsh%d", id),
+		routerDev: fmt.Sprintf("ecsr%d", id),
+		HostIP:    net.IPv4(10, 201, hi, lo+1),
+		PeerIP:    net.IPv4(10, 202, hi, lo+2),
 	}
-	peerDev := l.hostDev + "p"
+	routerIn, routerOut := net.IPv4(10, 201, hi, lo+2), net.IPv4(10, 202, hi, lo+1)
+	viewerDev := l.routerDev + "v"
+	if err := run(ctx, "ip", "netns", "add", l.router); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	if err := run(ctx, "ip", "netns", "add", l.ns); err != nil {
+		_ = run(ctx, "ip", "netns", "del", l.router)
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	steps := [][]string{
-		{"ip", "link", "add", l.hostDev, "type", "veth", "peer", "name", peerDev},
-		{"ip", "link", "set", peerDev, "netns", l.ns},
+		{"ip", "link", "add", l.hostDev, "type", "veth", "peer", "name", l.hostDev + "r"},
+		{"ip", "link", "set", l.hostDev + "r", "netns", l.router},
 		{"ip", "addr", "add", l.HostIP.String() + "/30", "dev", l.hostDev},
 		{"ip", "link", "set", l.hostDev, "up"},
-		{"ip", "-n", l.ns, "addr", "add", l.PeerIP.String() + "/30", "dev", peerDev},
-		{"ip", "-n", l.ns, "link", "set", peerDev, "up"},
+		{"ip", "-n", l.router, "addr", "add", routerIn.String() + "/30", "dev", l.hostDev + "r"},
+		{"ip", "-n", l.router, "link", "set", l.hostDev + "r", "up"},
+		{"ip", "-n", l.router, "link", "add", l.routerDev, "type", "veth", "peer", "name", viewerDev},
+		{"ip", "-n", l.router, "link", "set", viewerDev, "netns", l.ns},
+		{"ip", "-n", l.router, "addr", "add", routerOut.String() + "/30", "dev", l.routerDev},
+		{"ip", "-n", l.router, "link", "set", l.routerDev, "up"},
+		{"ip", "netns", "exec", l.router, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "-n", l.ns, "addr", "add", l.PeerIP.String() + "/30", "dev", viewerDev},
+		{"ip", "-n", l.ns, "link", "set", viewerDev, "up"},
 		{"ip", "-n", l.ns, "link", "set", "lo", "up"},
-		// Host → namespace: the rate limit with its bounded queue, then the delay.
-		{"tc", "qdisc", "add", "dev", l.hostDev, "root", "handle", "1:", "tbf",
+		{"ip", "-n", l.ns, "route", "add", "default", "via", routerOut.String()},
+		{"ip", "route", "add", l.PeerIP.String() + "/32", "via", routerIn.String()},
+		// Router → viewer: the rate limit with its bounded queue (then the delay, below).
+		{"ip", "netns", "exec", l.router, "tc", "qdisc", "add", "dev", l.routerDev, "root", "handle", "1:", "tbf",
 			"rate", fmt.Sprint(opts.Rate) + "bit", "burst", "16kb", "latency", fmt.Sprintf("%dms", opts.Queue.Milliseconds())},
 	}
 	for _, st := range steps {
@@ -99,9 +121,9 @@ func New(ctx context.Context, opts Options) (*Link, error) {
 	if opts.Delay > 0 {
 		// netem is a module some kernels (containers) lack: the link is then rate-limited only.
 		delay := fmt.Sprintf("%dms", opts.Delay.Milliseconds())
-		if err := run(ctx, "tc", "qdisc", "add", "dev", l.hostDev, "parent", "1:1", "handle", "10:", "netem", "delay", delay); err != nil {
+		if err := run(ctx, "ip", "netns", "exec", l.router, "tc", "qdisc", "add", "dev", l.routerDev, "parent", "1:1", "handle", "10:", "netem", "delay", delay); err != nil {
 			l.NoDelay = err.Error()
-		} else if err := run(ctx, "ip", "netns", "exec", l.ns, "tc", "qdisc", "add", "dev", peerDev, "root", "netem", "delay", delay); err != nil {
+		} else if err := run(ctx, "ip", "netns", "exec", l.router, "tc", "qdisc", "add", "dev", l.hostDev+"r", "root", "netem", "delay", delay); err != nil {
 			l.NoDelay = err.Error()
 		}
 	}
@@ -114,20 +136,21 @@ func New(ctx context.Context, opts Options) (*Link, error) {
 	return l, nil
 }
 
-// Close removes the namespace (and with it the veth pair and its shaping).
+// Close removes the namespaces (and with them the veth pairs, routes and shaping).
 func (l *Link) Close() error {
 	if l.nsHandle != nil {
 		l.nsHandle.Close()
 	}
 	_ = run(context.Background(), "ip", "link", "del", l.hostDev)
+	_ = run(context.Background(), "ip", "netns", "del", l.router)
 	return run(context.Background(), "ip", "netns", "del", l.ns)
 }
 
-// Drops returns how many packets the host side's qdiscs dropped (queue overflow).
+// Drops returns how many packets the router's shaping dropped (queue overflow).
 func (l *Link) Drops() (int, error) {
-	out, err := exec.Command("tc", "-s", "qdisc", "show", "dev", l.hostDev).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", l.router, "tc", "-s", "qdisc", "show", "dev", l.routerDev).CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("tc -s qdisc show dev %s: %w: %s", l.hostDev, err, out)
+		return 0, fmt.Errorf("tc -s qdisc show dev %s in %s: %w: %s", l.routerDev, l.router, err, out)
 	}
 	total := 0
 	for _, line := range bytes.Split(out, []byte("\n")) {

@@ -199,14 +199,13 @@ func TestCatchUpShapedLink(t *testing.T) {
 	require.NoError(t, err)
 	wdrops, err := wlink.Drops()
 	require.NoError(t, err)
-	drops += wdrops
 	rcvbuf, err := link.ReceiveBufferErrors()
 	require.NoError(t, err)
 	wrcvbuf, err := wlink.ReceiveBufferErrors()
 	require.NoError(t, err)
-	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames; link drops %d; "+
-		"receive buffer overflows: joiners %d, watcher %d", r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost,
-		r.watcherBroken, r.watcherLost, r.watcherFrames, drops, rcvbuf, wrcvbuf)
+	t.Logf("ttff p50 %v p95 %v; joiners broken %v lost %v; watcher broken %d lost %d of %d frames; link drops: joiners' %d, "+
+		"watcher's %d; receive buffer overflows: joiners %d, watcher %d", r.pct(0.5), r.pct(0.95), r.joinerBroken, r.joinerLost,
+		r.watcherBroken, r.watcherLost, r.watcherFrames, drops, wdrops, rcvbuf, wrcvbuf)
 	require.Zero(t, r.brokenJoiners, "joiners with broken access units: %v", r.joinerBroken)
 	require.Zero(t, r.watcherBroken, "broken access units at the viewer already watching")
 	require.Positive(t, r.watcherFrames)
