@@ -201,6 +201,10 @@ func (r *Renderer) Frame(i int, y []byte) []byte {
 		oy = 1.4*math.Sin(2*math.Pi*0.5*t+0.3) + 0.5*math.Sin(2*math.Pi*1.3*t)
 	}
 	for py := range s.H {
+		if ox == 0 && oy == 0 { // a still camera: the background as it is
+			copy(r.lum[py*s.W:(py+1)*s.W], r.bg[(py+margin)*r.bw+margin:])
+			continue
+		}
 		for px := range s.W {
 			r.lum[py*s.W+px] = r.sample(r.bg, float64(px+margin)+ox, float64(py+margin)+oy)
 		}
