@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/atomicfile"
 	"github.com/edgecam/edgecam/localcloud/mkv"
 	"go.uber.org/zap"
 )
@@ -80,6 +83,77 @@ type streamService struct {
 	mu       sync.Mutex
 	sessions map[string]*putSession  // the newest PutMedia per stream
 	headers  map[string]streamHeader // the last header each stream sent
+	partials map[string]*partialFragment
+}
+
+// partialFragment is a fragment whose connection broke before it was complete: a producer
+// that goes on where it was on its next connection completes it.
+type partialFragment struct {
+	timecodeMs, minTc, maxTc, bytes int64
+	children                        [][]byte
+	frames                          int
+}
+
+// continuedBy reports whether a block at tc (ms, relative to the fragment's Cluster) is the
+// frame after the partial fragment's last: later, by at most one and a half frame intervals
+// (a frame lost in between would break the decoding of the rest of the fragment).
+func (p *partialFragment) continuedBy(tc int64) bool {
+	interval := int64(200)
+	if p.frames > 1 {
+		interval = (p.maxTc - p.minTc) / int64(p.frames-1)
+	}
+	return tc > p.maxTc && tc-p.maxTc <= interval*3/2+1
+}
+
+// partialWire is a partial fragment on disk (<stream dir>/partial.json): it outlives a
+// restart of localcloud, which is when producers reconnect mid-fragment.
+type partialWire struct {
+	TimecodeMs int64  `json:"timecodeMs"`
+	MinTc      int64  `json:"minTc"`
+	MaxTc      int64  `json:"maxTc"`
+	Bytes      int64  `json:"bytes"`
+	Frames     int    `json:"frames"`
+	Children   []byte `json:"children"` // the Cluster's Timecode and blocks, as sent
+}
+
+func (s *streamService) keepPartial(name string, p *partialFragment) {
+	s.mu.Lock()
+	s.partials[name] = p
+	s.mu.Unlock()
+	data, _ := json.Marshal(partialWire{TimecodeMs: p.timecodeMs, MinTc: p.minTc, MaxTc: p.maxTc, Bytes: p.bytes, Frames: p.frames, Children: mkv.Concat(p.children...)})
+	if err := os.MkdirAll(s.media.streamDir(name), 0o755); err == nil {
+		err = atomicfile.Write(filepath.Join(s.media.streamDir(name), "partial.json"), data, 0o644)
+		if err != nil {
+			s.log.Warn("partial fragment not kept on disk", zap.String("stream", name), zap.Error(err))
+		}
+	}
+}
+
+// takePartial returns (and forgets) the stream's partial fragment, if any.
+func (s *streamService) takePartial(name string) *partialFragment {
+	s.mu.Lock()
+	p := s.partials[name]
+	delete(s.partials, name)
+	s.mu.Unlock()
+	file := filepath.Join(s.media.streamDir(name), "partial.json")
+	data, err := os.ReadFile(file)
+	_ = os.Remove(file)
+	if p != nil || err != nil {
+		return p
+	}
+	var w partialWire
+	if json.Unmarshal(data, &w) != nil {
+		return nil
+	}
+	children, err := mkv.Children(w.Children)
+	if err != nil {
+		return nil
+	}
+	p = &partialFragment{timecodeMs: w.TimecodeMs, minTc: w.MinTc, maxTc: w.MaxTc, bytes: w.Bytes, frames: w.Frames}
+	for _, c := range children {
+		p.children = append(p.children, mkv.Element(c.ID, c.Body))
+	}
+	return p
 }
 
 // streamHeader is what a producer sends before its first Cluster: a connection that starts
@@ -144,7 +218,8 @@ func newStreamService(k *kvsServer, log *zap.Logger, streamsFile, dataDir, regio
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamService{k: k, log: log, streams: streams, media: media, limits: limits.withDefaults(), stats: newStreamStatsSet(),
-		ctx: ctx, cancel: cancel, sessions: map[string]*putSession{}, headers: map[string]streamHeader{}}
+		ctx: ctx, cancel: cancel, sessions: map[string]*putSession{}, headers: map[string]streamHeader{},
+		partials: map[string]*partialFragment{}}
 	go s.retentionLoop(time.Minute)
 	return s, nil
 }
@@ -359,9 +434,14 @@ func (s *streamService) putMedia(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	errorID, err := in.run(demux)
-	if n := demux.Orphans(); n > 0 {
-		stats.orphans(n)
-		log.Warn("PutMedia began in the middle of a fragment: its blocks were skipped", zap.Int("blocks", n))
+	if in.orphans > 0 {
+		stats.orphans(in.orphans)
+		log.Warn("PutMedia began in the middle of a fragment that cannot be completed: its blocks were skipped", zap.Int("blocks", in.orphans))
+	}
+	_, endErr := sess.endedBy()
+	if in.inFragment && in.frames > 0 && (errorID == ackErrRead || errorID == 0 && err != nil && endErr == 0) {
+		// The connection broke mid-fragment: keep what came, the producer may go on.
+		in.s.keepPartial(st.Name, &partialFragment{timecodeMs: in.timecodeMs, minTc: in.minTc, maxTc: in.maxTc, bytes: in.bytes, children: in.children, frames: in.frames})
 	}
 	if ended, endErr := sess.endedBy(); ended {
 		if endErr != 0 {
@@ -412,6 +492,10 @@ type ingest struct {
 	bytes        int64
 	frames       int
 	minTc, maxTc int64
+	// partialTaken: the stream's partial fragment was looked at; orphans counts the blocks
+	// skipped because no partial fragment they continue was kept.
+	partialTaken bool
+	orphans      int
 }
 
 func (in *ingest) fragTimecode() *int64 {
@@ -430,6 +514,9 @@ func (in *ingest) run(d *mkv.Demuxer) (int, error) {
 	for {
 		ev, err := d.Next()
 		if errors.Is(err, io.EOF) {
+			if in.inFragment { // a completed partial fragment, not followed by a Cluster
+				return in.fragmentDone()
+			}
 			return 0, nil
 		}
 		if err != nil {
@@ -468,7 +555,14 @@ func (in *ingest) event(ev mkv.Event) (int, error) {
 			ebml = mkv.EBMLHeader()
 		}
 		in.s.rememberHeader(in.stream, streamHeader{ebml: ebml, info: in.info, tracksRaw: in.tracksRaw, scale: in.scale, tracks: in.tracks})
+	case mkv.EventOrphanBlock:
+		return in.orphan(ev)
 	case mkv.EventClusterStart:
+		if in.inFragment { // a completed partial fragment
+			if id, err := in.fragmentDone(); id != 0 {
+				return id, err
+			}
+		}
 		if in.info == nil {
 			in.info = mkv.InfoElement(1_000_000, "localcloud")
 			in.scale = 1_000_000
@@ -505,6 +599,11 @@ func (in *ingest) event(ev mkv.Event) (int, error) {
 	case mkv.EventClusterEnd:
 		return in.fragmentDone()
 	case mkv.EventTags:
+		if in.inFragment { // a completed partial fragment
+			if id, err := in.fragmentDone(); id != 0 {
+				return id, err
+			}
+		}
 		for _, t := range ev.Tags {
 			if t.Name == "AWS_KINESISVIDEO_END_OF_FRAGMENT" {
 				in.log.Debug("end-of-fragment tag")
@@ -512,6 +611,27 @@ func (in *ingest) event(ev mkv.Event) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// orphan handles a block that continues a fragment begun on a broken connection: the
+// stream's partial fragment is completed when the block follows its last one; otherwise the
+// block is skipped.
+func (in *ingest) orphan(ev mkv.Event) (int, error) {
+	if !in.partialTaken {
+		in.partialTaken = true
+		if p := in.s.takePartial(in.stream); p != nil && p.continuedBy(in.toMs(int64(ev.Block.Timecode))) {
+			in.inFragment, in.haveTimecode, in.timecodeMs = true, true, p.timecodeMs
+			in.prevMs, in.havePrev = p.timecodeMs, true
+			in.children, in.bytes, in.frames, in.minTc, in.maxTc = p.children, p.bytes, p.frames, p.minTc, p.maxTc
+			in.log.Info("PutMedia completes the fragment its broken connection began", zap.Int64("fragment_timecode", p.timecodeMs))
+		}
+	}
+	if !in.inFragment {
+		in.orphans++
+		return 0, nil
+	}
+	ev.Kind = mkv.EventBlock
+	return in.event(ev)
 }
 
 // fragmentDone acknowledges a complete fragment and stores it (once).

@@ -277,27 +277,14 @@ func TestPutMediaAfterRestart(t *testing.T) {
 
 // TestPutMediaContinuesWithoutHeader: a producer whose connection broke mid-fragment may
 // go on where it was on a new connection (kvssink does after failing to connect for a
-// while): the orphaned blocks are skipped and the next fragment is stored with the
-// stream's header, also after a restart of localcloud.
+// while): the fragment is completed with what the broken connection carried and stored with
+// the stream's header, also across a restart of localcloud; blocks that do not follow what
+// was kept are skipped.
 func TestPutMediaContinuesWithoutHeader(t *testing.T) {
-	dir := t.TempDir()
-	c := start(t, Options{Dir: dir})
-	createStream(t, c, "cam", 1)
 	frames, track := testFrames(t)
 	header, clusters := producerMKV(frames, track, time.Now().UnixMilli())
-	creds := issuedCreds(c)
-	pm := openPutMedia(t, c, "cam", creds)
-	pm.write(t, header)
-	pm.write(t, clusters[0])
-	pm.write(t, clusters[1][:len(clusters[1])/2]) // the connection breaks mid-fragment
-	pm.expectFragment(t, clusterTimecode(t, clusters[0]))
-	require.NoError(t, c.Close())
-
-	c = start(t, Options{Dir: dir})
-	pm = openPutMedia(t, c, "cam", creds)
-	// The rest of the broken fragment, from a block boundary, then the next fragment.
+	var blocks [][]byte // the blocks of the second fragment
 	d := mkv.NewDemuxer(bytes.NewReader(mkv.Concat(header, clusters[1])), mkv.Limits{})
-	var blocks [][]byte
 	for {
 		ev, err := d.Next()
 		if err != nil {
@@ -307,13 +294,64 @@ func TestPutMediaContinuesWithoutHeader(t *testing.T) {
 			blocks = append(blocks, ev.Raw)
 		}
 	}
-	pm.write(t, mkv.Concat(blocks[len(blocks)/2:]...))
-	pm.write(t, clusters[2])
-	pm.w.Close()
-	number := pm.expectFragment(t, clusterTimecode(t, clusters[2]))
-	probeFrames(t, filepath.Join(c.Paths().KVSData, "cam", number+".mkv"), 30)
-	st, err := c.KVSStreamStats("cam")
-	require.NoError(t, err)
-	require.Equal(t, int64(len(blocks)-len(blocks)/2), st.OrphanBlocks)
-	require.Empty(t, st.Errors)
+	require.Len(t, blocks, 30)
+	tc1 := clusterTimecode(t, clusters[1])
+
+	for _, tt := range []struct {
+		name       string
+		resumeFrom int // the first block the new connection sends
+		completed  bool
+	}{
+		{"continues where it broke", 10, true},
+		{"a frame lost in between", 12, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := start(t, Options{Dir: dir})
+			createStream(t, c, "cam", 1)
+			creds := issuedCreds(c)
+			pm := openPutMedia(t, c, "cam", creds)
+			pm.write(t, header)
+			pm.write(t, clusters[0])
+			broken := mkv.Concat(mkv.ClusterStart(uint64(tc1)), mkv.Concat(blocks[:10]...))
+			pm.write(t, broken)
+			pm.expectFragment(t, clusterTimecode(t, clusters[0]))
+			a, ok := pm.next(t)
+			require.True(t, ok)
+			require.Equal(t, "BUFFERING", a.EventType)
+			sent := int64(len(header) + len(clusters[0]) + len(broken))
+			require.Eventually(t, func() bool {
+				st, err := c.KVSStreamStats("cam")
+				return err == nil && st.BytesIngested == sent
+			}, 10*time.Second, 10*time.Millisecond, "localcloud has read what was sent")
+			require.NoError(t, c.Close()) // the connection breaks mid-fragment
+
+			c = start(t, Options{Dir: dir})
+			pm = openPutMedia(t, c, "cam", creds)
+			pm.write(t, mkv.Concat(blocks[tt.resumeFrom:]...))
+			pm.write(t, clusters[2])
+			pm.w.Close()
+			if tt.completed {
+				var number string
+				for _, want := range []string{"RECEIVED", "PERSISTED"} {
+					a, ok := pm.next(t)
+					require.True(t, ok)
+					require.Equal(t, want, a.EventType)
+					require.Equal(t, tc1, *a.FragmentTimecode)
+					number = a.FragmentNumber
+				}
+				probeFrames(t, filepath.Join(c.Paths().KVSData, "cam", number+".mkv"), 30)
+			}
+			number := pm.expectFragment(t, clusterTimecode(t, clusters[2]))
+			probeFrames(t, filepath.Join(c.Paths().KVSData, "cam", number+".mkv"), 30)
+			st, err := c.KVSStreamStats("cam")
+			require.NoError(t, err)
+			require.Empty(t, st.Errors)
+			if tt.completed {
+				require.Zero(t, st.OrphanBlocks)
+			} else {
+				require.Equal(t, int64(30-tt.resumeFrom), st.OrphanBlocks)
+			}
+		})
+	}
 }

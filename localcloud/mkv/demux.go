@@ -26,6 +26,9 @@ const (
 	EventBlock                             // Block; Raw is the SimpleBlock or BlockGroup element
 	EventClusterEnd                        // the Cluster ended (next element, end of stream)
 	EventTags                              // Raw; Tags
+	// EventOrphanBlock is a block before the first Cluster of a resumed stream (Resume): the
+	// rest of a Cluster that began on the stream before. Block and Raw as for EventBlock.
+	EventOrphanBlock
 )
 
 func (k EventKind) String() string {
@@ -46,6 +49,8 @@ func (k EventKind) String() string {
 		return "Cluster end"
 	case EventTags:
 		return "Tags"
+	case EventOrphanBlock:
+		return "orphan Block"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
@@ -114,8 +119,9 @@ type Demuxer struct {
 
 // Resume makes the demuxer read a stream that continues another one: it starts inside a
 // Segment whose header, Info and Tracks were sent before (a producer reconnecting in the
-// middle of a fragment). Blocks before the first Cluster are skipped (Orphans counts them);
-// only elements a producer sends are accepted until an EBML header comes.
+// middle of a fragment). Blocks before the first Cluster come as EventOrphanBlock (Orphans
+// counts them); only elements a producer sends are accepted until a Cluster or an EBML
+// header comes.
 func (d *Demuxer) Resume() {
 	d.state, d.header, d.tracks, d.resumed = stateSegment, true, true, true
 }
@@ -281,10 +287,8 @@ func (d *Demuxer) segment() (Event, bool, error) {
 	if d.resumed {
 		switch h.ID {
 		case IDSimpleBlock, IDBlockGroup:
-			if h.Size > d.lim.MaxBlock {
-				return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("block of %d bytes is larger than the %d allowed", h.Size, d.lim.MaxBlock)}
-			}
 			d.orphans++
+			return d.block(h, EventOrphanBlock)
 		case IDVoid, IDCRC32, IDSeekHead, IDCues:
 		default:
 			return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X where a continued stream has blocks, Tags, a Cluster or an EBML header", uint32(h.ID))}
@@ -361,31 +365,33 @@ func (d *Demuxer) cluster() (Event, bool, error) {
 		return Event{}, false, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X runs past the end of its Cluster", uint32(h.ID))}
 	}
 	switch h.ID {
-	case IDSimpleBlock:
-		raw, body, err := d.er.element(h, d.lim.MaxBlock)
-		if err != nil {
-			return Event{}, false, err
-		}
-		b, err := parseBlock(body)
-		if err != nil {
-			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "SimpleBlock: " + err.Error()}
-		}
-		b.Keyframe = body[len(body)-len(b.Payload)-1]&0x80 != 0
-		return Event{Kind: EventBlock, Offset: h.Offset, Raw: raw, Block: b}, true, nil
-	case IDBlockGroup:
-		raw, body, err := d.er.element(h, d.lim.MaxBlock)
-		if err != nil {
-			return Event{}, false, err
-		}
-		b, err := parseBlockGroup(body)
-		if err != nil {
-			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "BlockGroup: " + err.Error()}
-		}
-		return Event{Kind: EventBlock, Offset: h.Offset, Raw: raw, Block: b}, true, nil
+	case IDSimpleBlock, IDBlockGroup:
+		return d.block(h, EventBlock)
 	case IDTimecode:
 		return Event{}, false, &FormatError{Offset: h.Offset, Msg: "a second Timecode in a Cluster"}
 	}
 	return Event{}, false, d.er.skip(h) // Position, PrevSize, Void, CRC-32, SilentTracks…
+}
+
+// block reads a SimpleBlock or a BlockGroup.
+func (d *Demuxer) block(h Header, kind EventKind) (Event, bool, error) {
+	raw, body, err := d.er.element(h, d.lim.MaxBlock)
+	if err != nil {
+		return Event{}, false, err
+	}
+	if h.ID == IDBlockGroup {
+		b, err := parseBlockGroup(body)
+		if err != nil {
+			return Event{}, false, &FormatError{Offset: h.Offset, Msg: "BlockGroup: " + err.Error()}
+		}
+		return Event{Kind: kind, Offset: h.Offset, Raw: raw, Block: b}, true, nil
+	}
+	b, err := parseBlock(body)
+	if err != nil {
+		return Event{}, false, &FormatError{Offset: h.Offset, Msg: "SimpleBlock: " + err.Error()}
+	}
+	b.Keyframe = body[len(body)-len(b.Payload)-1]&0x80 != 0
+	return Event{Kind: kind, Offset: h.Offset, Raw: raw, Block: b}, true, nil
 }
 
 func isLevel1(id ID) bool {

@@ -214,7 +214,7 @@ func TestDemuxerResume(t *testing.T) {
 		require.NoError(t, err)
 		got = append(got, ev.Kind)
 	}
-	require.Equal(t, []EventKind{EventTags, EventClusterStart, EventBlock, EventClusterEnd,
+	require.Equal(t, []EventKind{EventOrphanBlock, EventOrphanBlock, EventTags, EventClusterStart, EventBlock, EventClusterEnd,
 		EventEBMLHeader, EventSegment, EventInfo, EventTracks, EventClusterStart, EventBlock, EventClusterEnd}, got)
 	require.Equal(t, 2, d.Orphans())
 
