@@ -563,6 +563,12 @@ func (in *ingest) event(ev mkv.Event) (int, error) {
 				return id, err
 			}
 		}
+		if !in.partialTaken {
+			// The connection starts a fragment of its own: a partial one kept from a broken
+			// connection will not be continued.
+			in.partialTaken = true
+			in.s.takePartial(in.stream)
+		}
 		if in.info == nil {
 			in.info = mkv.InfoElement(1_000_000, "localcloud")
 			in.scale = 1_000_000
