@@ -89,12 +89,12 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	item(`<circle cx="8" cy="0" r="3" fill="#d11"/>`, "strong motion")
 	item(`<rect x="0" y="-5" width="16" height="10" fill="#25c"/>`, "event")
 	item(`<rect x="0" y="-2" width="16" height="5" fill="#9bd"/>`, "recording")
-	item(`<circle cx="8" cy="0" r="3" fill="#e90" stroke="#a60"/>`, "illumination change")
+	item(`<rect x="5" y="-3" width="6" height="6" fill="#93c" transform="rotate(45 8 0)"/>`, "illumination change")
 
 	if r.WarmupEnd > 0 {
 		fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%.1f" height="%g" fill="#eee"><title>warm-up: the background is learnt until %.1f s</title></rect>`+"\n",
 			left, top, x(r.WarmupEnd)-left, plotH, r.WarmupEnd)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%g" fill="#888" text-anchor="middle">warm-up</text>`+"\n", (left+x(r.WarmupEnd))/2, top+14)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%g" fill="#888">warm-up</text>`+"\n", left+3, top+14)
 	}
 	for _, l := range r.Labels {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%g" width="%.1f" height="%g" fill="#2a2" opacity="0.18"><title>labelled motion %.1f–%.1f s</title></rect>`+"\n",
@@ -151,7 +151,8 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	}
 	for _, f := range r.Frames {
 		if f.Result.Illumination {
-			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%g" r="3" fill="#e90" stroke="#a60"><title>illumination change at %.1f s</title></circle>`+"\n", x(f.At), top+plotH-4, f.At)
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%g" width="6" height="6" fill="#93c" transform="rotate(45 %.1f %g)"><title>illumination change at %.1f s</title></rect>`+"\n",
+				x(f.At)-3, top+plotH-7, x(f.At), top+plotH-4, f.At)
 		}
 	}
 	// Thumbnails of the strongest frame of the first events, with the regions that moved.
@@ -195,8 +196,15 @@ func pngURI(pix []byte, w, h int) (string, error) {
 func (r *Report) Summary() string {
 	s := fmt.Sprintf("%d events", len(r.Events))
 	if r.Labels != nil {
-		s += fmt.Sprintf(", precision %.2f, recall %.2f, frames: precision %.2f recall %.2f FP rate %.1f%%, max latency %.1f s, recorded outside labels %.1f s",
-			r.Precision, r.Recall, r.FramePrecision, r.FrameRecall, 100*r.FrameFPRate, r.MaxLatency, r.RecordedOutside)
+		s += fmt.Sprintf(", precision %.2f, recall %.2f, frames: precision %.2f recall %.2f FP rate %.1f%%",
+			r.Precision, r.Recall, r.FramePrecision, r.FrameRecall, 100*r.FrameFPRate)
+		for _, e := range r.Events {
+			if e.HasLatency {
+				s += fmt.Sprintf(", max latency %.1f s", r.MaxLatency)
+				break
+			}
+		}
+		s += fmt.Sprintf(", recorded outside labels %.1f s", r.RecordedOutside)
 	}
 	if r.ContinuousBytes > 0 {
 		s += fmt.Sprintf(", gated bytes %.1f%% of continuous", 100*float64(r.GatedBytes)/float64(r.ContinuousBytes))
