@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -373,8 +374,16 @@ func (u *Uploader) session(ctx context.Context) error {
 		return nil // ctx ended
 	}
 
-	sctx, abort := context.WithCancelCause(ctx)
+	sctx, abort := context.WithCancelCause(context.WithoutCancel(ctx)) // ends after the last acknowledgements, not with ctx
 	defer abort(nil)
+	// Until KVS answers, stopping need not wait for anything.
+	var answered atomic.Bool
+	stopConnecting := context.AfterFunc(ctx, func() {
+		if !answered.Load() {
+			abort(ctx.Err())
+		}
+	})
+	defer stopConnecting()
 	pr, pw := io.Pipe()
 	req, err := http.NewRequestWithContext(sctx, http.MethodPost, endpoint+"/putMedia", pr)
 	if err != nil {
@@ -395,6 +404,11 @@ func (u *Uploader) session(ctx context.Context) error {
 	go func() { writerDone <- u.write(sctx, pw, c, first, renewAt) }()
 
 	resp, err := u.http.Do(req)
+	answered.Store(true)
+	if ctx.Err() != nil && err == nil && context.Cause(sctx) != nil {
+		resp.Body.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		c.stop()
 		pr.CloseWithError(err)

@@ -357,3 +357,20 @@ func uniq(v []int64) []int64 {
 	}
 	return out
 }
+
+// Stopping ends the body cleanly: the fragment still open at KVS is closed and persisted
+// before Run returns, instead of being cut off mid-connection.
+func TestUploaderStopPersistsLastFragment(t *testing.T) {
+	frags := realFragments(t, 3, "320x240")
+	r := newRig(t, func(o *UploaderOptions) { o.AckTimeout = time.Minute; o.FinishTimeout = 10 * time.Second })
+	appendAll(t, r.spool, frags)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.up.Run(ctx) }()
+	r.done = done
+	r.waitStored(2, 30*time.Second) // the third waits for a next cluster that never comes
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, timecodes(frags), storedTimecodes(r.fake.Stored()))
+	require.Zero(t, r.spool.Stats().Fragments)
+}
