@@ -149,7 +149,6 @@ func (a *analyser) report(labels []Interval, units []encodedUnit) (*Report, erro
 			Regions:    ev.peak.regions, PeakAt: ev.peak.at,
 			Thumb: ev.peak.data, ThumbW: ev.peak.w, ThumbH: ev.peak.h,
 		}
-		e.Long = r.Duration > 0 && e.End-e.Start > 0.9*r.Duration
 		r.Events = append(r.Events, e)
 	}
 	for _, u := range units {
@@ -167,8 +166,17 @@ func (a *analyser) report(labels []Interval, units []encodedUnit) (*Report, erro
 			}
 		}
 	}
+	flagLong(r)
 	score(r)
 	return r, nil
+}
+
+// flagLong marks the events longer than 90% of the video.
+func flagLong(r *Report) {
+	for i := range r.Events {
+		e := &r.Events[i]
+		e.Long = r.Duration > 0 && e.End-e.Start > 0.9*r.Duration
+	}
 }
 
 // keyframeAtOrBefore is where a recording from t can begin (the hub's ring is GOP-aligned).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/motion"
 	"github.com/stretchr/testify/require"
 )
 
@@ -198,6 +199,64 @@ func TestLabelFormats(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestScoreIsHonest: an event over the whole clip scores precision and recall 1 but is
+// flagged and has a poor frame precision and many seconds recorded outside the labels; a
+// late event shows its latency; frames are scored one by one after warm-up.
+func TestScoreIsHonest(t *testing.T) {
+	frames := func(dur float64, moving func(t float64) bool) []Frame {
+		var fs []Frame
+		for at := 0.0; at < dur; at += 0.2 {
+			fs = append(fs, Frame{At: at, Result: motion.Result{Warmup: at < 2, Motion: at >= 2 && moving(at)}})
+		}
+		return fs
+	}
+	tests := []struct {
+		name                string
+		events              []Event
+		motion              func(t float64) bool
+		long                bool
+		latency             float64
+		framePrec, frameRec float64
+		fpRate, outside     float64
+		precision, recall   float64
+	}{
+		{
+			name:   "whole clip",
+			events: []Event{{Start: 2, End: 60, RecordFrom: 0, RecordTo: 60}},
+			motion: func(float64) bool { return true },
+			long:   true, latency: -8, framePrec: 10.0 / 58, frameRec: 1, fpRate: 1, outside: 50,
+			precision: 1, recall: 1,
+		},
+		{
+			name:    "three seconds late",
+			events:  []Event{{Start: 13, End: 24, RecordFrom: 10, RecordTo: 30}},
+			motion:  func(t float64) bool { return t >= 13 && t < 20 },
+			latency: 3, framePrec: 1, frameRec: 0.7, fpRate: 0, outside: 10,
+			precision: 1, recall: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Report{Duration: 60, Labels: []Interval{{10, 20}}, Events: tt.events,
+				Frames: frames(60, tt.motion)}
+			flagLong(r)
+			score(r)
+			require.Equal(t, tt.long, r.Events[0].Long)
+			require.True(t, r.Events[0].HasLatency)
+			require.InDelta(t, tt.latency, r.Events[0].Latency, 1e-9)
+			require.InDelta(t, tt.precision, r.Precision, 1e-9)
+			require.InDelta(t, tt.recall, r.Recall, 1e-9)
+			require.InDelta(t, tt.framePrec, r.FramePrecision, 0.02)
+			require.InDelta(t, tt.frameRec, r.FrameRecall, 0.02)
+			require.InDelta(t, tt.fpRate, r.FrameFPRate, 0.02)
+			require.InDelta(t, tt.outside, r.RecordedOutside, 0.05)
+			if tt.long {
+				require.Contains(t, r.Summary(), "over 90% of the video")
+			}
 		})
 	}
 }
