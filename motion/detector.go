@@ -349,6 +349,9 @@ func (d *Detector) Thresholds() (diff, area float64) {
 // the camera moved or the pipeline restarted with a different view.
 func (d *Detector) Reset() {
 	d.frames = 0
+	d.tracks.clear()
+	clear(d.blobs.lit)
+	d.tracks.clutterN, d.tracks.clutterSz = 0, 0
 }
 
 // Process compares frame, Height rows of Stride bytes of 8-bit luma, with the background and

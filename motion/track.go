@@ -59,7 +59,8 @@ func newTracker(nb int) tracker {
 // clear forgets every track (after an illumination change).
 func (tr *tracker) clear() {
 	tr.t = tr.t[:0]
-	tr.out = tr.out[:0]
+	tr.out, tr.outN, tr.outBox = tr.out[:0], tr.outN[:0], tr.outBox[:0]
+	clear(tr.near)
 }
 
 // follow matches this frame's regions to the tracks, starts tracks for new regions and
