@@ -97,3 +97,52 @@ func TestPickKVSUploader(t *testing.T) {
 }
 
 var _ = kvsupload.ErrFatal
+
+// In motion mode only the motion recordings (with their pre-roll) reach the spool and KVS.
+func TestAgentNativeKVSMotionGated(t *testing.T) {
+	cloud := startCloud(t, "cam-agent-1")
+	cfg := cloudConfig(t, cloud)
+	cfg.Media.Source = config.Source{Kind: config.SourceCustom, Format: config.FormatRaw, Width: 320, Height: 180, Framerate: 30,
+		Pipeline: "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=180,framerate=30/1"}
+	cfg.Recording.Mode = config.RecordMotion
+	cfg.Recording.Local.Enabled = false
+	cfg.Recording.KVS.Enabled = true
+	cfg.Recording.KVS.Uploader = config.KVSUploaderNative
+	cfg.Recording.KVS.StreamName = "cam-motion"
+	cfg.Motion.PreRoll = 2 * time.Second
+	cfg.Motion.IdleBitrateKbps, cfg.Motion.IdleFramerate = 0, 0
+	require.Empty(t, cfg.Validate())
+	cfg.Media.Analysis.Enabled = false // no detector: the test says when motion happens
+	a, err := New(Options{Config: cfg, Version: "test", RequireCloud: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	require.Eventually(t, func() bool { return a.Frames() > 300 }, 40*time.Second, 20*time.Millisecond, "10 s of video, no motion")
+	require.Zero(t, a.native.spool.Stats().Appended, "nothing reaches the spool without motion")
+
+	start := time.Now()
+	motionStart(a, 2*time.Second)
+	target := a.Frames() + 90 // 3 s of motion
+	require.Eventually(t, func() bool { return a.Frames() > target }, 20*time.Second, 20*time.Millisecond)
+	motionEnd(a)
+	end := time.Now()
+
+	require.Eventually(t, func() bool {
+		st, err := cloud.KVSStreamStats("cam-motion")
+		return err == nil && st.FragmentsPersisted >= 4 && a.native.spool.Stats().Fragments == 0
+	}, 60*time.Second, 100*time.Millisecond, "the motion recording (pre-roll included) persisted")
+	sp := a.native.spool.Stats()
+	t.Logf("events: %d, spool %+v, recorder %+v", a.motion.events, sp, a.native.rec.Stats())
+	// 1 s GOPs: about 2 s of pre-roll and 3 s of motion (and the gate's post-roll), not the
+	// 10 quiet seconds before it: a continuous recording would hold 13 or more.
+	require.GreaterOrEqual(t, sp.Appended, uint64(4))
+	require.LessOrEqual(t, sp.Appended, uint64(10))
+	rs := a.native.rec.Stats()
+	first := time.UnixMilli(rs.LastSpooled)
+	require.True(t, first.After(start.Add(-4*time.Second)) && first.Before(end.Add(2*time.Second)), "last fragment %s within the event", first)
+}
