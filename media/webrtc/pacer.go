@@ -16,8 +16,9 @@ import (
 // as the CPU allows, a 2 s backlog of a 2 Mbit/s stream is half a megabyte in a few
 // milliseconds: more than a socket buffer, a Wi-Fi link or a home router's queue holds,
 // so the joining viewer — and often those already watching — lose packets. Instead:
-//   - the keyframe goes first, paced at packet level over about keyframeSpread, so that the
-//     first picture arrives within tens of milliseconds but never as one burst;
+//   - the keyframe goes first, in a few bursts over about keyframeSpread, so that the first
+//     picture arrives at once (each pause costs a wake-up, which a busy device delays) but
+//     never as one burst;
 //   - the rest of the backlog (and every unit that is late when it is sent) follows at
 //     Options.CatchUpSpeed times the stream's measured rate (a token bucket on bytes, at most
 //     a few packets at once);
@@ -27,8 +28,10 @@ import (
 const (
 	// catchUp: a unit older than this when it is sent belongs to the backlog.
 	catchUp = 100 * time.Millisecond
-	// keyframeSpread is how long the first keyframe's packets are spread over at least.
-	keyframeSpread = 8 * time.Millisecond
+	// keyframeSpread is how long the first keyframe's packets are spread over at least, in
+	// keyframeBursts bursts.
+	keyframeSpread = 4 * time.Millisecond
+	keyframeBursts = 3
 	// pacerQuantum: the pacer sleeps once it is this far ahead of its rate, so packets leave
 	// in bursts of about rate × pacerQuantum (a timer cannot wake much more often).
 	pacerQuantum = time.Millisecond
@@ -53,10 +56,11 @@ func (s *Server) streamRate() float64 {
 
 // pacer is a token bucket on bytes.
 type pacer struct {
-	rate  float64 // bytes per second
-	debt  float64 // bytes sent beyond what the rate allowed so far (negative: credit)
-	last  time.Time
-	timer *time.Timer
+	rate    float64       // bytes per second
+	quantum time.Duration // how far ahead of the rate it may get before it sleeps (default pacerQuantum)
+	debt    float64       // bytes sent beyond what the rate allowed so far (negative: credit)
+	last    time.Time
+	timer   *time.Timer
 }
 
 // wait accounts for n bytes about to be sent, sleeping first when the bucket is empty.
@@ -69,7 +73,7 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 	p.last = now
 	p.debt += float64(n)
 	d := time.Duration(p.debt / p.rate * float64(time.Second))
-	if d < pacerQuantum {
+	if d < max(p.quantum, pacerQuantum) {
 		return nil
 	}
 	if p.timer == nil {
@@ -235,9 +239,10 @@ func (t *transmitter) send(ctx context.Context, au media.AccessUnit, behind bool
 	if behind && !t.started && au.Keyframe {
 		// The first picture: spread over keyframeSpread, unless the catch-up rate is faster.
 		t.pace.rate = max(t.catchUpRate, float64(len(au.Data))/keyframeSpread.Seconds())
+		t.pace.quantum = keyframeSpread / keyframeBursts
 	}
 	err := t.pk.packetize(au.Data, t.emit)
-	t.pace.rate = t.catchUpRate
+	t.pace.rate, t.pace.quantum = t.catchUpRate, 0
 	t.prevPTS, t.prevDur, t.ctx = au.PTS, d, nil
 	return err
 }
