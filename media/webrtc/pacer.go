@@ -204,7 +204,14 @@ type transmitter struct {
 	pk          *packetizer
 	pace        pacer
 	catchUpRate float64 // bytes/s
+	speed       float64 // catch-up rate ÷ stream rate
 	pkt         rtp.Packet
+
+	// The stream's rate as the units themselves tell it (bytes over their durations): the
+	// estimate the session started with may be far off (a ring holding a fraction of a
+	// second, a bitrate that changed), and a catch-up slower than the stream never ends.
+	meterBytes int
+	meterDur   time.Duration
 
 	started  bool
 	seq      uint16
@@ -219,9 +226,11 @@ type transmitter struct {
 	first  bool
 }
 
-func newTransmitter(track *pion.TrackLocalStaticRTP, catchUpRate float64, seq uint16, ts uint32) *transmitter {
-	t := &transmitter{track: track, pk: newPacketizer(rtpMTU), catchUpRate: catchUpRate, seq: seq, ts: ts}
-	t.pace.rate = catchUpRate
+// newTransmitter: streamRate is the first estimate of the stream's rate in bytes/s; the
+// backlog goes at speed times the stream's rate.
+func newTransmitter(track *pion.TrackLocalStaticRTP, streamRate, speed float64, seq uint16, ts uint32) *transmitter {
+	t := &transmitter{track: track, pk: newPacketizer(rtpMTU), catchUpRate: streamRate * speed, speed: speed, seq: seq, ts: ts}
+	t.pace.rate = t.catchUpRate
 	t.pkt.Version = 2
 	return t
 }
@@ -235,6 +244,7 @@ func (t *transmitter) send(ctx context.Context, au media.AccessUnit, behind bool
 	if d <= 0 || d > time.Second {
 		d = 33 * time.Millisecond
 	}
+	t.measure(len(au.Data), d)
 	t.ctx, t.behind, t.first = ctx, behind, true
 	if behind && !t.started && au.Keyframe {
 		// The first picture: spread over keyframeSpread, unless the catch-up rate is faster.
@@ -245,6 +255,24 @@ func (t *transmitter) send(ctx context.Context, au media.AccessUnit, behind bool
 	t.pace.rate, t.pace.quantum = t.catchUpRate, 0
 	t.prevPTS, t.prevDur, t.ctx = au.PTS, d, nil
 	return err
+}
+
+// measure adds a unit to the rate meter: from 200 ms of stream on, the catch-up is
+// never slower than speed times what it measures; from 2 s on, it follows the measure.
+func (t *transmitter) measure(n int, d time.Duration) {
+	t.meterBytes += n
+	t.meterDur += d
+	if t.meterDur < 200*time.Millisecond {
+		return
+	}
+	rate := t.speed * max(float64(t.meterBytes)/t.meterDur.Seconds(), minStreamRate)
+	if t.meterDur >= 2*time.Second {
+		t.catchUpRate = rate
+		t.meterBytes, t.meterDur = 0, 0
+	} else {
+		t.catchUpRate = max(t.catchUpRate, rate)
+	}
+	t.pace.rate = t.catchUpRate
 }
 
 func (t *transmitter) emit(payload []byte, last bool) error {

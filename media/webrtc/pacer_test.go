@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/media/h264"
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+	pion "github.com/pion/webrtc/v4"
 	"github.com/stretchr/testify/require"
 )
 
@@ -107,4 +109,20 @@ func BenchmarkPacketize(b *testing.B) {
 			_ = p.Packetize(benchIDR, 3000)
 		}
 	})
+}
+
+// TestCatchUpFollowsTheStream: started with an estimate of the stream's rate far too low
+// (100 KB/s for a 600 KB/s stream: a catch-up at 3× that would never end), the transmitter
+// measures the units it sends and paces at 3× the measured rate.
+func TestCatchUpFollowsTheStream(t *testing.T) {
+	track, err := pion.NewTrackLocalStaticRTP(pion.RTPCodecCapability{MimeType: pion.MimeTypeH264, ClockRate: 90000}, "v", "s")
+	require.NoError(t, err)
+	tx := newTransmitter(track, 100_000, 3, 0, 0)
+	unit := annexB(nal(1, 20_000))
+	for i := range 10 {
+		pts := time.Duration(i) * 33 * time.Millisecond
+		require.NoError(t, tx.send(context.Background(), media.AccessUnit{Data: unit, PTS: pts, Duration: 33 * time.Millisecond}, true))
+	}
+	stream := float64(len(unit)) / (33 * time.Millisecond).Seconds()
+	require.InDelta(t, 3*stream, tx.catchUpRate, 0.05*3*stream)
 }

@@ -98,11 +98,11 @@ func (sess *session) answer(offer string) (string, error) {
 // pump sends the Hub's access units to the viewer, starting with the current GOP: its
 // keyframe at once, the backlog paced (see pacer.go).
 func (sess *session) pump() {
-	rate := sess.s.streamRate() * sess.s.opts.CatchUpSpeed
+	rate := sess.s.streamRate()
 	sub := sess.s.opts.Hub.Subscribe(media.SubscribeOptions{Name: "viewer " + sess.viewer, QueueFrames: sess.s.opts.QueueFrames})
 	sess.sub.Store(sub)
 	defer sub.Close()
-	tx := newTransmitter(sess.track, rate, uint16(rand.Uint32()), rand.Uint32())
+	tx := newTransmitter(sess.track, rate, sess.s.opts.CatchUpSpeed, uint16(rand.Uint32()), rand.Uint32())
 	for {
 		au, err := sub.Next(sess.ctx)
 		if err != nil {
