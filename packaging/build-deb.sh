@@ -65,7 +65,12 @@ install -m 644 README.md "$stage/usr/share/doc/edgecam/"
 libs=$(packaging/deb-depends.sh "$stage/usr/bin/edgecam" "$sysroot" | paste -sd, - | sed 's/,/, /g')
 gst=$(packaging/gst-deps.sh)
 field() { sed -n "s/^$1: //p" <<<"$gst"; }
-depends="$libs, $(field depends), adduser"
+# A plugin package already named by the libraries (libgstreamer1.0-0, with its version) is
+# not repeated.
+plugins=$(tr ',' '\n' <<<"$(field depends)" | sed 's/^ *//' | while read -r p; do
+  grep -qE "(^|, )$p( |,|\$)" <<<"$libs" || echo "$p"
+done | paste -sd, - | sed 's/,/, /g')
+depends="$libs${plugins:+, $plugins}, adduser"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@DEPENDS@/$depends/" \
   -e "s/@RECOMMENDS@/$(field recommends)/" -e "s/@SUGGESTS@/$(field suggests)/" \
   -e "s/@SIZE@/$(du -sk --exclude=DEBIAN "$stage" | cut -f1)/" \

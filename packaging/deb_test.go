@@ -25,8 +25,9 @@ var built = struct {
 	arch map[string]bool
 }{arch: map[string]bool{}}
 
-// debFor returns the newest dist/edgecam_*_<arch>.deb, building it when EDGECAM_CROSS_TESTS=1
-// (then once per test run).
+// debFor returns the newest edgecam_*_<arch>.deb in EDGECAM_DEB_DIR (default dist/),
+// building it into dist/ when EDGECAM_CROSS_TESTS=1 and no EDGECAM_DEB_DIR is given (once per
+// test run).
 func debFor(t *testing.T, arch string) string {
 	t.Helper()
 	dist := os.Getenv("EDGECAM_DEB_DIR")
@@ -45,7 +46,7 @@ func debFor(t *testing.T, arch string) string {
 		}
 		return m[len(m)-1]
 	}
-	if os.Getenv(crossEnv) == "1" {
+	if os.Getenv(crossEnv) == "1" && os.Getenv("EDGECAM_DEB_DIR") == "" {
 		built.mu.Lock()
 		defer built.mu.Unlock()
 		if !built.arch[arch] {

@@ -25,6 +25,9 @@ for arch in "${arches[@]}"; do
   mkdir -p "$tmp/$arch"
   dpkg-deb -x "$deb" "$tmp/$arch"
   bin=$tmp/$arch/usr/bin/edgecam
+  # GStreamer's plugin scanner is a separate target binary that qemu -L cannot exec: scan
+  # in-process.
+  export GST_REGISTRY_FORK=no
   echo "== $deb: edgecam version (qemu-user, $arch)"
   "$qemu" -L "$sysroot" "$bin" version
   echo "== $deb: edgecam config validate (the packaged /etc/edgecam/edgecam.yaml)"
