@@ -210,8 +210,8 @@ type transmitter struct {
 	// The stream's rate as the units themselves tell it (bytes over their durations): the
 	// estimate the session started with may be far off (a ring holding a fraction of a
 	// second, a bitrate that changed), and a catch-up slower than the stream never ends.
-	meterBytes int
-	meterDur   time.Duration
+	meterBytes, interBytes int
+	meterDur, interDur     time.Duration
 
 	started  bool
 	seq      uint16
@@ -244,7 +244,7 @@ func (t *transmitter) send(ctx context.Context, au media.AccessUnit, behind bool
 	if d <= 0 || d > time.Second {
 		d = 33 * time.Millisecond
 	}
-	t.measure(len(au.Data), d)
+	t.measure(len(au.Data), d, au.Keyframe)
 	t.ctx, t.behind, t.first = ctx, behind, true
 	if behind && !t.started && au.Keyframe {
 		// The first picture: spread over keyframeSpread, unless the catch-up rate is faster.
@@ -257,20 +257,23 @@ func (t *transmitter) send(ctx context.Context, au media.AccessUnit, behind bool
 	return err
 }
 
-// measure adds a unit to the rate meter: from 200 ms of stream on, the catch-up is
-// never slower than speed times what it measures; from 2 s on, it follows the measure.
-func (t *transmitter) measure(n int, d time.Duration) {
+// measure adds a unit to the rate meter. From 200 ms of inter frames on, the catch-up is
+// never slower than speed times their rate (keyframes are left out of this early measure: the
+// GOP's keyframe would make a fraction of a second look several times the stream's rate);
+// every 2 s of stream, it becomes speed times the rate of everything sent.
+func (t *transmitter) measure(n int, d time.Duration, keyframe bool) {
 	t.meterBytes += n
 	t.meterDur += d
-	if t.meterDur < 200*time.Millisecond {
-		return
+	if !keyframe {
+		t.interBytes += n
+		t.interDur += d
 	}
-	rate := t.speed * max(float64(t.meterBytes)/t.meterDur.Seconds(), minStreamRate)
-	if t.meterDur >= 2*time.Second {
-		t.catchUpRate = rate
-		t.meterBytes, t.meterDur = 0, 0
-	} else {
-		t.catchUpRate = max(t.catchUpRate, rate)
+	switch {
+	case t.meterDur >= 2*time.Second:
+		t.catchUpRate = t.speed * max(float64(t.meterBytes)/t.meterDur.Seconds(), minStreamRate)
+		t.meterBytes, t.meterDur, t.interBytes, t.interDur = 0, 0, 0, 0
+	case t.interDur >= 200*time.Millisecond:
+		t.catchUpRate = max(t.catchUpRate, t.speed*float64(t.interBytes)/t.interDur.Seconds())
 	}
 	t.pace.rate = t.catchUpRate
 }
