@@ -53,10 +53,18 @@ func requireFile(t *testing.T, path string, mode os.FileMode, uid, gid int) {
 	require.Equal(t, []int{uid, gid}, []int{int(sys.Uid), int(sys.Gid)}, "owner of %s", path)
 }
 
+// inImage runs a program inside a root file system with a clean environment (the test's
+// EDGECAM_* variables would be configuration errors there).
+func inImage(args ...string) *exec.Cmd {
+	cmd := exec.Command("chroot", args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
+	return cmd
+}
+
 // canChroot reports whether the root file system's programs run here (qemu-user through
 // binfmt_misc for a foreign architecture).
 func canChroot(root string) bool {
-	return exec.Command("chroot", root, "/bin/true").Run() == nil
+	return inImage(root, "/bin/true").Run() == nil
 }
 
 // copyTree copies the cached root file system for one test (cp -a keeps owners and modes).
@@ -126,15 +134,15 @@ func TestFactoryImage(t *testing.T) {
 			if tt.chroot && canChroot(root) {
 				uid, gid := userIDs(t, root, "edgecam")
 				spec := "--userspec=" + strconv.Itoa(uid) + ":" + strconv.Itoa(gid)
-				out, err := exec.Command("chroot", spec, root, "/usr/bin/edgecam", "config", "validate").CombinedOutput()
+				out, err := inImage(spec, root, "/usr/bin/edgecam", "config", "validate").CombinedOutput()
 				require.NoError(t, err, "%s", out)
 				require.Contains(t, string(out), "configuration OK: /etc/edgecam/edgecam.yaml")
-				out, err = exec.Command("chroot", spec, root, "/usr/bin/edgecam", "config", "print").CombinedOutput()
+				out, err = inImage(spec, root, "/usr/bin/edgecam", "config", "print").CombinedOutput()
 				require.NoError(t, err, "%s", out)
 				for _, want := range []string{testIoT, testCreds, "eu-west-1", "/etc/edgecam/AmazonRootCA1.pem", "edgecam-batch7", "edgecam-kvs-eu"} {
 					require.Contains(t, string(out), want)
 				}
-				out, err = exec.Command("chroot", root, "/usr/bin/edgecam", "version").CombinedOutput()
+				out, err = inImage(root, "/usr/bin/edgecam", "version").CombinedOutput()
 				require.NoError(t, err, "%s", out)
 				t.Logf("edgecam version inside the arm64 image (qemu):\n%s", out)
 			}

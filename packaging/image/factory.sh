@@ -95,6 +95,10 @@ fi
 openssl x509 -in "$claim_cert" -noout -checkend 0 >/dev/null || usage "--claim-cert $claim_cert has expired"
 [ "$(id -u)" -eq 0 ] || die "run as root: the files must belong to the image's users"
 
+# in_image runs a command inside the image with a clean environment: the caller's (an
+# EDGECAM_* variable, a PATH of this machine) is not the device's.
+in_image() { env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$@"; }
+
 # --- the root file system ----------------------------------------------------------------
 mnt= loopdev=
 cleanup() {
@@ -140,7 +144,7 @@ deb_arch=$(dpkg-deb -f "$deb" Architecture 2>/dev/null) || die "$deb is not a .d
 
 # Can the image's own programs run here (natively or through qemu-user and binfmt_misc)?
 chroot_ok=0
-if [ "$no_chroot" = 0 ] && chroot "$root" /bin/true 2>/dev/null; then chroot_ok=1; fi
+if [ "$no_chroot" = 0 ] && in_image "$root" /bin/true 2>/dev/null; then chroot_ok=1; fi
 if [ "$with_deps" = 1 ] && [ "$chroot_ok" = 0 ]; then
   die "--with-deps runs the image's apt: it needs the image's programs to run here (apt-get install qemu-user-static, binfmt_misc mounted) and no --no-chroot"
 fi
@@ -152,11 +156,11 @@ if [ "$chroot_ok" = 1 ]; then
   cp "$deb" "$tmpdeb"
   if [ "$with_deps" = 1 ]; then
     [ -e "$root/etc/resolv.conf" ] || cp /etc/resolv.conf "$root/etc/resolv.conf"
-    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+    in_image "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
       { rm -f "$tmpdeb"; die "apt-get update failed in the image (network? the image's sources.list?)"; }
-    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/tmp/$(basename "$tmpdeb")" ||
+    in_image "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "/tmp/$(basename "$tmpdeb")" ||
       { rm -f "$tmpdeb"; die "apt-get install of the package failed in the image"; }
-  elif ! chroot "$root" env DEBIAN_FRONTEND=noninteractive dpkg -i "/tmp/$(basename "$tmpdeb")"; then
+  elif ! in_image "$root" env DEBIAN_FRONTEND=noninteractive dpkg -i "/tmp/$(basename "$tmpdeb")"; then
     rm -f "$tmpdeb"
     die "dpkg could not install the package in the image: install its dependencies first (--with-deps does it with the image's apt)"
   fi
@@ -232,7 +236,7 @@ fi
 # --- check it -------------------------------------------------------------------------
 if [ "$chroot_ok" = 1 ]; then
   echo "$prog: edgecam config validate, inside the image as the edgecam user:"
-  chroot --userspec="$uid:$gid" "$root" /usr/bin/edgecam config validate --config /etc/edgecam/edgecam.yaml ||
+  in_image --userspec="$uid:$gid" "$root" /usr/bin/edgecam config validate --config /etc/edgecam/edgecam.yaml ||
     die "the configuration in the image does not validate (above)"
 else
   echo "$prog: the image's programs cannot run here: run 'edgecam config validate' on a device" >&2
