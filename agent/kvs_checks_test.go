@@ -340,7 +340,7 @@ func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, 
 	}
 	t.Logf("%s: motion events (clip seconds):%s", clip, evs)
 	for _, iv := range side.Motion {
-		from := mot.first.Add(time.Duration((iv.Start*float64(time.Second)))).Add(-preRoll)
+		from := mot.first.Add(time.Duration((iv.Start * float64(time.Second)))).Add(-preRoll)
 		to := mot.first.Add(time.Duration(iv.End * float64(time.Second)))
 		margin, ok := covered(list, from, to, slack)
 		out.detail += fmt.Sprintf(" [%.0f-%.0f s: covered from %s before its pre-roll, to its end %v]", iv.Start, iv.End, margin, ok)
