@@ -45,6 +45,7 @@ func gstTable(t *testing.T) map[string]string {
 func literalElements(t *testing.T) map[string]bool {
 	t.Helper()
 	words := map[string]bool{}
+	factoryProp := regexp.MustCompile(`-factory=([a-z][a-z0-9_]*)`)
 	element := regexp.MustCompile(`(?:^|!)\s*([a-z][a-z0-9_]*)(?:\s*$|\s*!|\s+[a-z][a-z0-9-]*=)`)
 	err := filepath.WalkDir("../media", func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -59,6 +60,10 @@ func literalElements(t *testing.T) map[string]bool {
 				v, err := strconv.Unquote(lit.Value)
 				if err != nil {
 					return true
+				}
+				// Elements named by a property (splitmuxsink's sink-factory=filesink).
+				for _, m := range factoryProp.FindAllStringSubmatch(v, -1) {
+					words[m[1]] = true
 				}
 				// Overlapping matches ("a ! b ! c"): split on "!" and match each part.
 				for _, part := range strings.Split(v, "!") {
