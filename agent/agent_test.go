@@ -84,6 +84,8 @@ func TestKVSWithoutKvssinkFallsBackToLocalSegments(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cfg.Recording.KVS.Enabled = true
+	// auto would take the native uploader; asking for kvssink where it is missing falls back.
+	cfg.Recording.KVS.Uploader = config.KVSUploaderKVSSink
 	cfg.Recording.Local.Enabled = false
 	core, logs := observer.New(zap.InfoLevel)
 	a, err := New(Options{Config: cfg, Log: zap.New(core)})

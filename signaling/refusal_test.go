@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// TestMasterAfterIssuerRestart: localcloud restarts and forgets the credentials it issued,
+// TestMasterAfterIssuerRestart: localcloud restarts having lost the credentials it issued,
 // so the service refuses the master's cached ones (403 UnrecognizedClientException). The
 // master drops them, fetches new ones from the credentials provider and is back within
 // seconds, not at the end of the credentials' hour.
@@ -59,7 +60,10 @@ func TestMasterAfterIssuerRestart(t *testing.T) {
 	before, err := creds.Retrieve(ctxT(t, 5*time.Second))
 	require.NoError(t, err)
 
+	// localcloud keeps what it issued across a restart (as AWS does); losing that file is
+	// what makes the service refuse credentials that have not expired (as a revoked role would).
 	require.NoError(t, cloud.Close())
+	require.NoError(t, os.Remove(cloud.Paths().IssuedCredentials))
 	cloud, err = localcloud.Open(opts)
 	require.NoError(t, err)
 	require.NoError(t, cloud.Start(context.Background()))
