@@ -216,14 +216,6 @@ func startNative(t *testing.T, cloud *cloudRig, spoolDir string, mod func(*Uploa
 	return n
 }
 
-func (n *nativeRig) close(t *testing.T) {
-	n.hub.Close()
-	<-n.done
-	n.stop()
-	require.NoError(t, <-n.upErr)
-	require.NoError(t, n.spool.Close())
-}
-
 // waitDrained waits until the spool holds nothing (every fragment PERSISTED).
 func (n *nativeRig) waitDrained(t *testing.T, limit time.Duration) {
 	t.Helper()
