@@ -342,7 +342,12 @@ func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, 
 	for _, iv := range side.Motion {
 		from := mot.first.Add(time.Duration((iv.Start * float64(time.Second)))).Add(-preRoll)
 		to := mot.first.Add(time.Duration(iv.End * float64(time.Second)))
-		margin, ok := covered(list, from, to, slack)
+		// The clip-to-producer-time mapping (the first frame's wall time, producer timestamps
+		// in ms) is good to a frame: a fragment starting within a frame after the pre-roll's
+		// first instant (the labels and keyframes fall on whole seconds) covers it.
+		frame := time.Second / time.Duration(side.FPS)
+		margin, ok := covered(list, from.Add(frame), to, slack)
+		margin -= frame
 		out.detail += fmt.Sprintf(" [%.0f-%.0f s: covered from %s before its pre-roll, to its end %v]", iv.Start, iv.End, margin, ok)
 		if ok && margin >= 0 {
 			out.coveredOK++
