@@ -349,7 +349,7 @@ func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, 
 		margin, ok := covered(list, from.Add(frame), to, slack)
 		margin -= frame
 		out.detail += fmt.Sprintf(" [%.0f-%.0f s: covered from %s before its pre-roll, to its end %v]", iv.Start, iv.End, margin, ok)
-		if ok && margin >= 0 {
+		if ok && margin >= -frame {
 			out.coveredOK++
 		}
 	}
