@@ -65,6 +65,17 @@ func WithHold(ctx context.Context, h *Hold) context.Context {
 	return context.WithValue(ctx, holdKey{}, h)
 }
 
+// WaitHold returns at once unless ctx carries a held Hold (WithHold); then it waits until the
+// hold is resumed, or returns ctx's error when ctx ends first. Recorders outside this package
+// (the native KVS uploader) call it before they read their subscription, as the file
+// recorders do.
+func WaitHold(ctx context.Context) error {
+	if h := holdFrom(ctx); h != nil {
+		return h.wait(ctx)
+	}
+	return nil
+}
+
 func holdFrom(ctx context.Context) *Hold {
 	h, _ := ctx.Value(holdKey{}).(*Hold)
 	return h

@@ -71,6 +71,10 @@ func (r *Recorder) Record(ctx context.Context, sub *media.Subscription) error {
 	defer r.run.Unlock()
 	defer r.flush()
 	for {
+		// A motion recording held after its event reads nothing until a new event resumes it.
+		if err := media.WaitHold(ctx); err != nil {
+			return nil
+		}
 		au, err := sub.Next(ctx)
 		if err != nil {
 			if errors.Is(err, media.ErrClosed) || ctx.Err() != nil {
