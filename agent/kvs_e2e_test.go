@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,14 +16,9 @@ import (
 // kvssinkDir is the kvssink built by scripts/build-kvssink.sh, or skips the test.
 func kvssinkDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("EDGECAM_KVSSINK_DIR")
-	if dir == "" {
-		root, err := testclip.Root()
-		require.NoError(t, err)
-		dir = filepath.Join(root, ".cache", "kvssink")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "libgstkvssink.so")); err != nil {
-		t.Skipf("kvssink is not built (%s has no libgstkvssink.so): run make kvssink or scripts/build-kvssink.sh", dir)
+	dir, err := testclip.KVSSinkDir()
+	if err != nil {
+		t.Skip(err)
 	}
 	return dir
 }

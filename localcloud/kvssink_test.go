@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecam/edgecam/internal/testclip"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -20,23 +21,11 @@ import (
 // ~/.cache/edgecam/kvssink/<inputs>/; EDGECAM_KVSSINK_DIR names another directory).
 func kvssinkPluginDir(t *testing.T) string {
 	t.Helper()
-	var dirs []string
-	if d := os.Getenv("EDGECAM_KVSSINK_DIR"); d != "" {
-		dirs = append(dirs, d)
+	dir, err := testclip.KVSSinkDir()
+	if err != nil {
+		t.Skip(err)
 	}
-	if home, err := os.UserHomeDir(); err == nil {
-		matches, _ := filepath.Glob(filepath.Join(home, ".cache", "edgecam", "kvssink", "*", "libgstkvssink.so"))
-		for _, m := range matches {
-			dirs = append(dirs, filepath.Dir(m))
-		}
-	}
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "libgstkvssink.so")); err == nil {
-			return d
-		}
-	}
-	t.Skip("kvssink is not built: run scripts/build-kvssink.sh (or set EDGECAM_KVSSINK_DIR)")
-	return ""
+	return dir
 }
 
 // TestKVSSinkRecordsIntoLocalcloud runs AWS's own producer, kvssink, against localcloud: it

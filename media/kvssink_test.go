@@ -20,14 +20,9 @@ import (
 // EDGECAM_KVSSINK_DIR, else the script's default output <repo>/.cache/kvssink.
 func kvssinkForTest(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("EDGECAM_KVSSINK_DIR")
-	if dir == "" {
-		root, err := testclip.Root()
-		require.NoError(t, err)
-		dir = filepath.Join(root, ".cache", "kvssink")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "libgstkvssink.so")); err != nil {
-		t.Skipf("kvssink is not built (%s has no libgstkvssink.so): run make kvssink or scripts/build-kvssink.sh", dir)
+	dir, err := testclip.KVSSinkDir()
+	if err != nil {
+		t.Skip(err)
 	}
 	found, err := FindKVSSink(dir, nil)
 	require.NoError(t, err)
