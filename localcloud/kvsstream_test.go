@@ -388,6 +388,12 @@ func createStream(t *testing.T, c *Cloud, name string, retention int32) {
 	kv := kvsClient(c, c.KVSEndpoint(), viewerCreds(t, c), nil)
 	_, err := kv.CreateStream(ctxT(t), &kinesisvideo.CreateStreamInput{StreamName: aws.String(name), DataRetentionInHours: aws.Int32(retention)})
 	require.NoError(t, err)
+	// A new stream is CREATING for a while, as on AWS; wait for ACTIVE the way a producer does
+	// (kvssink describes the stream until it is), so later checks of its status do not race it.
+	require.Eventually(t, func() bool {
+		out, err := kv.DescribeStream(ctxT(t), &kinesisvideo.DescribeStreamInput{StreamName: aws.String(name)})
+		return err == nil && out.StreamInfo.Status == "ACTIVE"
+	}, 30*time.Second, 50*time.Millisecond, "stream %s never became ACTIVE", name)
 }
 
 func clusterTimecode(t *testing.T, cluster []byte) int64 {
