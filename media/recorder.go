@@ -259,42 +259,5 @@ func (r *SegmentRecorder) Count() int {
 	return r.count
 }
 
-// KVSRecorder writes access units into Kinesis Video Streams through kvssink.
-type KVSRecorder struct {
-	opts KVSOptions
-	f    *feeder
-}
-
-// NewKVSRecorder checks the options; kvssink must be installed (see KVSAvailable).
-func NewKVSRecorder(o KVSOptions, log *zap.Logger) (*KVSRecorder, error) {
-	if log == nil {
-		log = zap.NewNop()
-	}
-	desc, err := KVSDescription(o)
-	if err != nil {
-		return nil, err
-	}
-	if o.Config.ControlPlaneURI != "" {
-		// kvssink reads its control plane from the environment.
-		if err := os.Setenv("CONTROL_PLANE_URI", o.Config.ControlPlaneURI); err != nil {
-			return nil, err
-		}
-	}
-	log = log.With(zap.String("recorder", "kvs"), zap.String("stream", o.StreamName))
-	return &KVSRecorder{opts: o, f: &feeder{name: "kvs", desc: desc, log: log, drain: 30 * time.Second}}, nil
-}
-
-// KVSAvailable reports whether kvssink is installed (Debian does not package it).
-func KVSAvailable() bool { return gst.HasElement("kvssink") }
-
-// Name identifies the recorder.
-func (r *KVSRecorder) Name() string { return "kvs" }
-
-// Record streams the subscription to KVS until ctx ends; Record closes sub.
-func (r *KVSRecorder) Record(ctx context.Context, sub *Subscription) error {
-	defer sub.Close()
-	return r.f.record(ctx, sub)
-}
-
 // DefaultProbe answers with this machine's GStreamer.
 func DefaultProbe() Probe { return gst.Probe{} }
