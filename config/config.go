@@ -240,7 +240,21 @@ type Analysis struct {
 	Framerate int  `yaml:"framerate"`
 	// KeyframesOnly decodes only keyframes of H.264 sources (cheaper, one frame per GOP).
 	KeyframesOnly bool `yaml:"keyframes_only"`
+	// Source is where analysis frames come from: empty analyses the main stream; an rtsp://
+	// URL (a camera's low-resolution substream), a video file or a V4L2 device (/dev/videoN)
+	// runs a separate small pipeline for them. Its password is redacted.
+	Source string `yaml:"source" redact:"url"`
+	// Decoder decodes H.264 for analysis: auto (the hardware decoder when it works, else
+	// software), software (avdec_h264) or v4l2 (v4l2h264dec or v4l2slh264dec).
+	Decoder string `yaml:"decoder"`
 }
+
+// Analysis decoders.
+const (
+	DecoderAuto     = "auto"
+	DecoderSoftware = "software"
+	DecoderV4L2     = "v4l2"
+)
 
 // Hub configures the fan-out of encoded frames.
 type Hub struct {
@@ -375,7 +389,7 @@ func Default() Config {
 				Latency: 200 * time.Millisecond, Loop: true, Width: 1280, Height: 720, Framerate: 30,
 			},
 			Encoder:        Encoder{Kind: EncoderAuto, BitrateKbps: 2000, GOP: 2 * time.Second, X264Preset: "veryfast"},
-			Analysis:       Analysis{Enabled: true, Width: 320, Height: 180, Framerate: 5},
+			Analysis:       Analysis{Enabled: true, Width: 320, Height: 180, Framerate: 5, Decoder: DecoderAuto},
 			Hub:            Hub{PreRoll: 5 * time.Second, PreRollMaxBytes: 64 * MiB, QueueFrames: 120},
 			StallTimeout:   5 * time.Second,
 			RestartBackoff: 30 * time.Second,

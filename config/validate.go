@@ -82,6 +82,8 @@ func (cfg *Config) Validate() Problems {
 	c.intRange("media.analysis.width", an.Width, 32, 1920)
 	c.intRange("media.analysis.height", an.Height, 32, 1080)
 	c.intRange("media.analysis.framerate", an.Framerate, 1, 30)
+	c.oneOf("media.analysis.decoder", an.Decoder, AnalysisDecoders)
+	cfg.validateAnalysisSource(&c)
 	c.durRange("media.stall_timeout", cfg.Media.StallTimeout, time.Second, 5*time.Minute)
 	c.durRange("media.restart_backoff", cfg.Media.RestartBackoff, time.Second, 10*time.Minute)
 
