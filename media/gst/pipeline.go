@@ -148,17 +148,33 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("pipeline %s: %w", p.opts.Name, err)
 	}
+	// The bus is waited on, not polled: a wake-up every few milliseconds returns from cgo
+	// each time, and every return wakes Go's sysmon thread, which was the largest single
+	// CPU cost of a relayed stream. The end of ctx posts an application message that ends
+	// the wait.
+	stopWake := context.AfterFunc(ctx, func() { p.wake(bus) })
+	defer stopWake()
 	for {
 		if ctx.Err() != nil {
 			return p.drain(bus)
 		}
-		msg := bus.TimedPop(gst.ClockTime(50 * time.Millisecond))
+		msg := bus.TimedPop(gst.ClockTimeNone)
 		if msg == nil {
-			continue
+			continue // the bus is flushing: ctx decides
 		}
 		if done, err := p.handle(msg); done {
 			return err
 		}
+	}
+}
+
+// wakeName names the application message that ends Run's wait on the bus.
+const wakeName = "edgecam-wake"
+
+// wake posts the message that ends a blocking wait on the bus.
+func (p *Pipeline) wake(bus *gst.Bus) {
+	if msg := gst.NewApplicationMessage(p.p, gst.NewStructure(wakeName)); msg != nil {
+		bus.Post(msg)
 	}
 }
 
@@ -212,8 +228,12 @@ func (p *Pipeline) drain(bus *gst.Bus) error {
 	}
 	p.p.SendEvent(gst.NewEOSEvent())
 	deadline := time.Now().Add(p.opts.Drain)
-	for time.Now().Before(deadline) {
-		msg := bus.TimedPop(gst.ClockTime(50 * time.Millisecond))
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			break
+		}
+		msg := bus.TimedPop(gst.ClockTime(left))
 		if msg == nil {
 			continue
 		}
