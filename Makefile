@@ -80,9 +80,27 @@ cross-check: deps deps-cross
 	@for a in $(CROSS_ARCHES); do $(MAKE) --no-print-directory deb ARCH=$$a || exit 1; done
 	scripts/cross-check.sh $(CROSS_ARCHES)
 
-# Benchmarks: figures go into the closing notes and the README, never into test assertions.
-bench: deps testdata
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Benchmarks: make bench runs every benchmark and end-to-end measurement (scripts/benchmd) and
+# rewrites BENCHMARKS.md: the machine, the date, the load, each figure (median of its runs) with
+# its command; each command's output in out/bench/. ~35 min on 2 cores. BENCH_COUNT (runs of the
+# micro-benchmarks), BENCH_E2E_COUNT (provisioning, time to first frame), BENCH_LOAD_COUNT and
+# BENCH_LOAD_WINDOW (the agent CPU/RSS matrix, 24 agents a run); BENCH_QUICK=1 tries it in a
+# few minutes. Figures never go into test assertions.
+BENCH_COUNT      ?= 5
+BENCH_E2E_COUNT  ?= 3
+BENCH_LOAD_COUNT ?= 1
+BENCH_LOAD_WINDOW ?=
+BENCH_QUICK      ?=
+bench: deps testdata kvssink
+	$(GO) run ./scripts/benchmd -count $(BENCH_COUNT) -e2e-count $(BENCH_E2E_COUNT) \
+		-load-count $(BENCH_LOAD_COUNT) -load-window '$(BENCH_LOAD_WINDOW)' $(if $(filter 1,$(BENCH_QUICK)),-quick)
+
+# Fuzzing: every FuzzXxx target in the module, FUZZTIME each, one after another (a crasher is
+# kept in the package's testdata/fuzz and becomes a regression test). FUZZPARALLEL=1 on a busy machine.
+FUZZTIME   ?= 1m
+.PHONY: fuzz
+fuzz: deps
+	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) scripts/fuzz.sh
 
 clean:
 	rm -rf bin out dist $(CLIPS)

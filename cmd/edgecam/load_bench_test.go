@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/kvsviewer"
 	"github.com/edgecam/edgecam/internal/rtsptest"
 	"github.com/edgecam/edgecam/internal/testclip"
@@ -21,30 +22,72 @@ import (
 
 // BenchmarkLiveViewLoad runs the agent binary (edgecam run) on a 720p30 2 Mbit/s RTSP stream
 // passed through, with 0, 1, 5 and 10 Go viewers through localcloud's signaling, motion
-// analysis off and on, and measures the agent process over 30 s once every viewer has its
-// first keyframe: CPU seconds (user + system, from /proc) and peak RSS. Recording is off, so
-// that the figures are live view's (and analysis's) alone. Run one combination with e.g.
-// -bench 'LiveViewLoad/analysis=off/viewers=1$'; LOAD_BENCH_BINARY runs another build of
-// edgecam instead of this tree's (A/B comparisons).
+// analysis off and on, and recording off, continuous into localcloud's KVS through kvssink, or
+// through the native uploader, and measures the agent process over a window (30 s;
+// LOAD_BENCH_WINDOW=10s for a quick try) once every viewer has its first keyframe and KVS
+// has persisted a fragment: CPU seconds per 30 s (user + system, from /proc) and peak RSS.
+// kvssink and the native uploader record the same stream, so their figures compare side by
+// side. Run one combination with e.g.
+// -bench 'LiveViewLoad/recording=off/analysis=off/viewers=1$'; LOAD_BENCH_BINARY runs another
+// build of edgecam instead of this tree's (A/B comparisons). The kvssink combinations are
+// skipped when kvssink is not built (make kvssink).
 func BenchmarkLiveViewLoad(b *testing.B) {
-	for _, analysis := range []bool{false, true} {
-		for _, viewers := range []int{0, 1, 5, 10} {
-			name := fmt.Sprintf("analysis=%s/viewers=%d", map[bool]string{false: "off", true: "on"}[analysis], viewers)
-			b.Run(name, func(b *testing.B) {
-				var cpu, rss float64
-				n := 0
-				for b.Loop() {
-					c, r := measureLoad(b, viewers, analysis, 30*time.Second)
-					cpu, rss, n = cpu+c, max(rss, r), n+1
-				}
-				b.ReportMetric(cpu/float64(n), "cpu-s/30s")
-				b.ReportMetric(rss, "rss-MB")
-			})
+	window := 30 * time.Second
+	if w := os.Getenv("LOAD_BENCH_WINDOW"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil || d < time.Second {
+			b.Fatalf("LOAD_BENCH_WINDOW=%q: want a duration of at least 1s, such as 10s", w)
+		}
+		window = d
+	}
+	for _, recording := range []string{"off", config.KVSUploaderKVSSink, config.KVSUploaderNative} {
+		for _, analysis := range []bool{false, true} {
+			for _, viewers := range []int{0, 1, 5, 10} {
+				name := fmt.Sprintf("recording=%s/analysis=%s/viewers=%d", recording, map[bool]string{false: "off", true: "on"}[analysis], viewers)
+				b.Run(name, func(b *testing.B) {
+					pluginDir := ""
+					if recording == config.KVSUploaderKVSSink {
+						dir, err := testclip.KVSSinkDir()
+						if err != nil {
+							b.Skip(err)
+						}
+						pluginDir = dir
+					}
+					var cpu, rss float64
+					n := 0
+					for b.Loop() {
+						c, r := measureLoad(b, loadCase{viewers: viewers, analysis: analysis, recording: recording, pluginDir: pluginDir}, window)
+						cpu, rss, n = cpu+c, max(rss, r), n+1
+					}
+					b.ReportMetric(cpu/float64(n), "cpu-s/30s")
+					b.ReportMetric(rss, "rss-MB")
+				})
+			}
 		}
 	}
 }
 
-func measureLoad(b *testing.B, viewers int, analysis bool, window time.Duration) (cpuSeconds, rssMB float64) {
+// loadCase is one combination of BenchmarkLiveViewLoad.
+type loadCase struct {
+	viewers   int
+	analysis  bool
+	recording string // off, or the KVS uploader (kvssink, native)
+	pluginDir string // kvssink's directory
+}
+
+// recordingSection is the agent configuration's recording section for c: it replaces the
+// "recording:\n  kvs:\n" head of localcloud's (which holds its KVS endpoint).
+func recordingSection(c loadCase) string {
+	if c.recording == "off" {
+		return "\nrecording:\n  mode: \"off\"\n  kvs:\n"
+	}
+	return fmt.Sprintf("\nrecording:\n  mode: continuous\n  local:\n    enabled: false\n  kvs:\n    enabled: true\n"+
+		"    stream_name: %s\n    uploader: %s\n    plugin_dir: %q\n    startup_timeout: 20s\n", loadStream, c.recording, c.pluginDir)
+}
+
+const loadStream = "bench-stream"
+
+func measureLoad(b *testing.B, c loadCase, window time.Duration) (cpuSeconds, rssMB float64) {
 	b.StopTimer()
 	defer b.StartTimer()
 	clipPath, _, err := testclip.Load(testclip.Live720)
@@ -76,14 +119,14 @@ func measureLoad(b *testing.B, viewers int, analysis bool, window time.Duration)
 		b.Fatal(err)
 	}
 	defer cloud.Close()
-	// localcloud's configuration may hold a recording section already (its KVS endpoint):
-	// recording is switched off inside it rather than in a second one.
+	// localcloud's configuration holds a recording section already (its KVS endpoint): the
+	// recording settings go inside it rather than in a second one.
 	cfg := cloud.AgentConfig(filepath.Join(dir, "state"))
-	if strings.Contains(cfg, "\nrecording:\n") {
-		cfg = strings.Replace(cfg, "\nrecording:\n", "\nrecording:\n  mode: \"off\"\n", 1)
-	} else {
-		cfg += "recording:\n  mode: \"off\"\n"
+	const head = "\nrecording:\n  kvs:\n"
+	if !strings.Contains(cfg, head) {
+		b.Fatalf("localcloud's agent configuration has no %q section any more: adapt recordingSection", head)
 	}
+	cfg = strings.Replace(cfg, head, recordingSection(c), 1)
 	cfg += fmt.Sprintf(`device:
   serial: %s
 log:
@@ -96,7 +139,7 @@ media:
     url: %q
   analysis:
     enabled: %t
-`, thing, srv.URL(), analysis)
+`, thing, srv.URL(), c.analysis)
 	cfgPath := filepath.Join(dir, "edgecam.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
@@ -128,7 +171,7 @@ media:
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i := range viewers {
+	for i := range c.viewers {
 		dctx, dcancel := context.WithTimeout(ctx, 15*time.Second)
 		v, err := kvsviewer.Dial(dctx, kvsviewer.Options{Region: vc.Region, ControlPlane: vc.ControlPlaneURL, Channel: thing,
 			AccessKeyID: vc.AccessKeyID, SecretAccessKey: vc.SecretAccessKey, ClientID: fmt.Sprintf("load-%d", i), IncludeLoopback: true})
@@ -147,16 +190,38 @@ media:
 			}
 		}()
 	}
+	if c.recording != "off" { // measure once KVS holds a fragment: the uploader is running
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			st, err := cloud.KVSStreamStats(loadStream)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.FragmentsPersisted > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("recording through %s: KVS persisted no fragment within 60 s", c.recording)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	pid := agent.Process.Pid
-	start := cpuTicks(b, pid)
+	start, began := cpuTicks(b, pid), time.Now()
 	peak := 0.0
 	end := time.Now().Add(window)
 	for time.Now().Before(end) {
 		time.Sleep(time.Second)
 		peak = max(peak, rss(b, pid))
 	}
-	ticks := cpuTicks(b, pid) - start
-	return float64(ticks) / 100, peak // USER_HZ is 100 on Linux
+	ticks, elapsed := cpuTicks(b, pid)-start, time.Since(began)
+	if c.recording != "off" {
+		if st, err := cloud.KVSStreamStats(loadStream); err == nil && len(st.Errors) > 0 {
+			b.Fatalf("recording through %s: KVS acknowledged errors %v", c.recording, st.Errors)
+		}
+	}
+	// USER_HZ is 100 on Linux; the figure is per 30 s whatever the window.
+	return float64(ticks) / 100 * float64(30*time.Second) / float64(elapsed), peak
 }
 
 // cpuTicks returns utime+stime of a process from /proc/<pid>/stat.
