@@ -1,0 +1,253 @@
+package agent
+
+// The fault suite (make test-faults runs every TestFault*): each test puts a real
+// component of the agent's world (the RTSP camera, localcloud's broker, credentials
+// provider and KVS endpoints) through a fault a camera meets, and checks what the README
+// promises for it. README.md, "Fault suite", lists them.
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/localcloud"
+	"github.com/stretchr/testify/require"
+)
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// TestFaultRTSPSourceFlaps10Times: the IP camera goes away and comes back ten times. Each
+// time the supervisor restarts the pipeline (counted in the status and in
+// edgecam_video_pipeline_restarts_total), the viewer that stayed connected gets frames
+// again, none of them broken (the hub waits for the new stream's keyframe), and the
+// process keeps no goroutine or file descriptor per restart. A new viewer plays at the end.
+func TestFaultRTSPSourceFlaps10Times(t *testing.T) {
+	const flaps = 10
+	cam := rtspCamera(t)
+	cloud, a := liveAgent(t, func(c *config.Config) {
+		src := &c.Media.Source
+		src.Kind, src.URL, src.Transport, src.Latency = config.SourceRTSP, cam.URL(), config.TransportTCP, 100*time.Millisecond
+		c.Motion.Enabled = false
+		c.Media.StallTimeout, c.Media.RestartBackoff = time.Second, time.Second
+	})
+	v, err := dialViewer(t, cloud, "through-the-flaps")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 20*time.Second)
+	go func() { // the test reads counters; keep the viewer's frame channel drained
+		for range v.Frames() {
+		}
+	}()
+	restarts := func() int { _, n := a.Source().Stats(); return n }
+	received := func() int { n, _, _ := v.Stats(); return n }
+
+	var goroutines, fds int
+	for i := range flaps {
+		before := restarts()
+		cam.Stop()
+		down := time.Now()
+		require.Eventually(t, func() bool { return restarts() > before }, 20*time.Second, 20*time.Millisecond,
+			"flap %d: the supervisor notices the camera went away and restarts the pipeline", i+1)
+		require.NoError(t, cam.Start())
+		frames, got := a.Frames(), received()
+		require.Eventually(t, func() bool { return a.Frames() >= frames+10 && received() >= got+10 }, 30*time.Second, 20*time.Millisecond,
+			"flap %d: frames flow again, to the hub and to the viewer that stayed (hub %d→%d, viewer %d→%d)", i+1, frames, a.Frames(), got, received())
+		t.Logf("flap %d: frames again %s after the camera went away (%d restarts so far)", i+1, time.Since(down).Round(time.Millisecond), restarts())
+		if i == 0 { // after one whole cycle, whatever starts lazily has started
+			goroutines, fds = runtime.NumGoroutine(), openFDs(t)
+		}
+	}
+	_, broken, _ := v.Stats()
+	require.Zero(t, broken, "no undecodable frame across the restarts: each new stream starts on its keyframe")
+
+	st := a.StatusNow("running")
+	require.GreaterOrEqual(t, st.Video.Restarts, flaps, "the status counts the restarts")
+	fams := scrape(t, a.MetricsAddr())
+	require.GreaterOrEqual(t, value(t, fams, "edgecam_video_pipeline_restarts_total"), float64(flaps), "so does /metrics")
+
+	// Nothing kept per restart: nine more cycles add fewer goroutines and descriptors than
+	// one each would (some slack for pion's and the HTTP client's own coming and going).
+	require.Eventually(t, func() bool {
+		return runtime.NumGoroutine() <= goroutines+4 && openFDs(t) <= fds+4
+	}, 15*time.Second, 100*time.Millisecond, "goroutines %d → %d, file descriptors %d → %d over %d restarts",
+		goroutines, runtime.NumGoroutine(), fds, openFDs(t), flaps-1)
+
+	v2, err := dialViewer(t, cloud, "after-the-flaps")
+	require.NoError(t, err)
+	firstKeyframe(t, v2, 15*time.Second)
+}
+
+// cutProxy forwards TCP connections from a port on 127.0.0.1 to target, and can go down
+// (refusing new connections and cutting those open) and come back on the same port: an
+// endpoint that becomes unreachable, as seen from the device.
+type cutProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+	dials int
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	p := &cutProxy{t: t, target: target, conns: map[net.Conn]bool{}}
+	p.addr = "127.0.0.1:0"
+	p.up()
+	t.Cleanup(p.down)
+	return p
+}
+
+// up listens (again) on the proxy's port.
+func (p *cutProxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	require.NoError(p.t, err)
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.dials++
+			p.conns[c] = true
+			p.mu.Unlock()
+			go p.forward(c)
+		}
+	}()
+}
+
+func (p *cutProxy) forward(c net.Conn) {
+	defer func() { p.mu.Lock(); delete(p.conns, c); p.mu.Unlock(); c.Close() }()
+	u, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	p.conns[u] = true
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); delete(p.conns, u); p.mu.Unlock(); u.Close() }()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(u, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, u); done <- struct{}{} }()
+	<-done
+}
+
+// down closes the listener and every connection through the proxy.
+func (p *cutProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// connections returns how many connections the proxy accepted.
+func (p *cutProxy) connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dials
+}
+
+
+// TestFaultCredentialsEndpointDownThroughRefresh: the AWS IoT credentials provider is
+// unreachable from before the credentials' refresh point (credentials.refresh_before ahead
+// of their expiry) until after they expired. Live view goes on with the cached credentials
+// while they are valid: the signaling connection cut in the refresh window comes back on
+// them and a viewer plays. When the provider is back, the agent fetches new credentials
+// and the next reconnect, after the old ones expired, serves a viewer again.
+func TestFaultCredentialsEndpointDownThroughRefresh(t *testing.T) {
+	const lifetime, refreshBefore = 30 * time.Second, 10 * time.Second
+	cloud := startCloudWith(t, localcloudOptions(lifetime))
+	proxy := newCutProxy(t, cloud.CredentialsEndpoint())
+	cfg := cloudConfig(t, cloud)
+	cfg.Device.Serial = liveThing
+	cfg.WebRTC.STUN = "none"
+	cfg.Motion.Enabled = false
+	cfg.Credentials.Endpoint = proxy.addr
+	cfg.Credentials.RefreshBefore = refreshBefore
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg, RequireCloud: true})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	waitMaster(t, cloud, 20*time.Second)
+
+	// The credentials the agent holds, and when the issuer lets them expire.
+	require.NotNil(t, a.Credentials())
+	first, err := a.Credentials().Retrieve(ctx)
+	require.NoError(t, err)
+	issued, ok := cloud.Credentials(first.AccessKeyID)
+	require.True(t, ok)
+	expires := issued.Expiration
+	dials := proxy.connections()
+
+	proxy.down() // the credentials provider becomes unreachable
+	// Into the refresh window (its latest start: refresh_before less the cache's 20 %
+	// jitter), while the credentials still have seconds to live.
+	waitUntil(expires.Add(-refreshBefore * 8 / 10).Add(time.Second))
+	require.Positive(t, time.Until(expires.Add(-3*time.Second)), "the test is too late for the credentials' last seconds (machine too slow)")
+	require.NoError(t, cloud.DropSignalingMaster(liveThing))
+	cut := time.Now()
+	require.Eventually(t, func() bool {
+		m, _ := cloud.SignalingPeers(liveThing)
+		return m && time.Since(cut) > 50*time.Millisecond
+	}, time.Until(expires), 20*time.Millisecond, "the master reconnects on the cached credentials while the provider is down")
+	v, err := dialViewer(t, cloud, "provider-down")
+	require.NoError(t, err)
+	firstKeyframe(t, v, 15*time.Second)
+	require.Equal(t, dials, proxy.connections(), "the provider was down all along")
+	t.Logf("signaling back and a viewer played %s after the cut, %s before the cached credentials expired",
+		time.Since(cut).Round(time.Millisecond), time.Until(expires).Round(time.Millisecond))
+
+	// The provider comes back after the old credentials expired; the next reconnect
+	// fetches new ones.
+	waitUntil(expires.Add(time.Second))
+	proxy.up()
+	require.NoError(t, cloud.DropSignalingMaster(liveThing))
+	cut = time.Now()
+	require.Eventually(t, func() bool {
+		m, _ := cloud.SignalingPeers(liveThing)
+		return m && time.Since(cut) > 50*time.Millisecond
+	}, 20*time.Second, 20*time.Millisecond, "the master reconnects with new credentials once the provider is back")
+	v2, err := dialViewer(t, cloud, "provider-back")
+	require.NoError(t, err)
+	firstKeyframe(t, v2, 15*time.Second)
+	again, err := a.Credentials().Retrieve(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, first.AccessKeyID, again.AccessKeyID, "new credentials after the outage")
+	require.Greater(t, proxy.connections(), dials)
+}
+
+func localcloudOptions(lifetime time.Duration) localcloud.Options {
+	return localcloud.Options{AllowSerials: []string{liveThing}, CredentialLifetime: lifetime}
+}
+
+// waitUntil sleeps until the wall clock reads at: the fault's timing is the test's subject
+// (credentials expire by the wall clock), not a guess at how long something takes.
+func waitUntil(at time.Time) {
+	if d := time.Until(at); d > 0 {
+		time.Sleep(d)
+	}
+}
