@@ -52,6 +52,14 @@ type Plan struct {
 	// Offline runs a file as fast as it decodes and analyses every frame: no clock sync, and
 	// the analysis branch neither leaks nor drops (edgecam motion eval).
 	Offline bool
+	// Decoder decodes H.264 for analysis (the main stream's or media.analysis.source's).
+	Decoder Decoder
+}
+
+// AnalyseMain reports whether analysis frames come from the capture pipeline itself (no
+// separate media.analysis.source).
+func (p Plan) AnalyseMain() bool {
+	return p.Analysis.Enabled && p.Analysis.Source == ""
 }
 
 // hardwareEncoderDevice is the Raspberry Pi's stateful H.264 encoder.
@@ -110,7 +118,26 @@ func ResolvePlan(m config.Media, probe Probe) (Plan, error) {
 	if p.Raw && src.Kind == config.SourceLibcamera && !probe.HasElement("libcamerasrc") {
 		return p, errors.New("libcamerasrc is not installed: install gstreamer1.0-libcamera (Raspberry Pi OS) or use media.source.kind v4l2")
 	}
+	if p.needsDecoder() {
+		d, err := ResolveDecoder(m.Analysis.Decoder, probe)
+		if err != nil {
+			return p, err
+		}
+		p.Decoder = d
+	}
 	return p, nil
+}
+
+// needsDecoder reports whether analysis decodes H.264: the main stream's, or a separate
+// source's that is not a raw V4L2 device.
+func (p Plan) needsDecoder() bool {
+	if !p.Analysis.Enabled {
+		return false
+	}
+	if p.Analysis.Source == "" {
+		return !p.Raw
+	}
+	return analysisSourceKind(p.Analysis.Source) != analysisDevice
 }
 
 // h264Parse makes one H.264 stream in Annex-B, access-unit aligned, with SPS/PPS before
@@ -145,7 +172,7 @@ func (p Plan) Description() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if !p.Analysis.Enabled {
+		if !p.AnalyseMain() {
 			// No second branch: no tee, no queue, one thread less.
 			b.WriteString(" ! " + enc + " ! " + h264Out + " " + sync)
 			return b.String(), nil
@@ -165,7 +192,7 @@ func (p Plan) Description() (string, error) {
 		}
 		main = "avdec_h264 ! videoconvert ! " + enc + " ! " + h264Out + " " + sync
 	}
-	if !p.Analysis.Enabled {
+	if !p.AnalyseMain() {
 		if p.Encode == EncodePassthrough {
 			b.WriteString(" ! " + main) // h264Out parses already
 		} else {
@@ -260,7 +287,7 @@ func (p Plan) analysisPart(fromH264 bool, sync string) string {
 		if a.KeyframesOnly {
 			b.WriteString("identity drop-buffer-flags=delta-unit ! ")
 		}
-		b.WriteString("avdec_h264 ! ")
+		b.WriteString(p.Decoder.Fragment() + " ! ")
 	} else {
 		b.WriteString("queue " + leaky + " max-size-buffers=6 max-size-bytes=0 max-size-time=0 ! ")
 	}

@@ -160,7 +160,7 @@ func (s *Source) runOnce(ctx context.Context) error {
 	if err := p.OnSample(VideoSink, s.onSample); err != nil {
 		return &setupError{err}
 	}
-	if s.opts.Plan.Analysis.Enabled {
+	if s.opts.Plan.AnalyseMain() {
 		if err := p.OnSample(AnalysisSink, s.onAnalysis); err != nil {
 			return &setupError{err}
 		}
