@@ -40,7 +40,7 @@ type Agent struct {
 	hub     *media.Hub
 	started time.Time
 
-	source   *media.Source
+	source   VideoSource // GStreamer's capture pipeline or the Go RTSP client (source.go)
 	recorder *media.SegmentRecorder
 	janitor  *media.Janitor
 	// kvsWanted is true when KVS recording is configured and kvssink is installed; it
@@ -98,15 +98,11 @@ func New(opts Options) (*Agent, error) {
 	})
 	a := &Agent{opts: opts, cfg: cfg, log: log, hub: hub, motionReload: make(chan struct{}, 1)}
 	a.liveCfg.Store(&cfg)
-	a.source, err = media.NewSource(media.SourceOptions{
-		Plan:         plan,
-		Loop:         cfg.Media.Source.Kind == config.SourceFile && cfg.Media.Source.Loop,
-		Hub:          hub,
-		Log:          log.Named("source"),
-		StallTimeout: cfg.Media.StallTimeout,
-		MaxBackoff:   cfg.Media.RestartBackoff,
-	})
+	a.source, err = newVideoSource(cfg, plan, hub, log.Named("source"))
 	if err != nil {
+		return nil, err
+	}
+	if err := a.setupAnalysis(plan); err != nil { // media.analysis.source (analysis.go)
 		return nil, err
 	}
 	a.metrics = newMetrics(a)
@@ -333,7 +329,7 @@ func (a *Agent) Recordings() []string {
 func (a *Agent) Frames() uint64 { return a.source.FrameCount() }
 
 // Source returns the capture source (encoder controls, analysis frames).
-func (a *Agent) Source() *media.Source { return a.source }
+func (a *Agent) Source() VideoSource { return a.source }
 
 // Thing returns the device's thing name once it is known.
 func (a *Agent) Thing() string {
@@ -411,6 +407,8 @@ type Status struct {
 		Active bool    `json:"active"`
 		Events int     `json:"events"`
 		Score  float64 `json:"score"`
+		// Analysis is where analysis frames come from and whether they flow (analysis.go).
+		Analysis *AnalysisStatus `json:"analysis,omitempty"`
 	} `json:"motion"`
 }
 
@@ -434,6 +432,7 @@ func (a *Agent) StatusNow(state string) Status {
 	a.motion.mu.Lock()
 	s.Motion.Active, s.Motion.Events, s.Motion.Score = a.motion.active, a.motion.events, a.motion.score
 	a.motion.mu.Unlock()
+	s.Motion.Analysis = a.analysisStatus()
 	return s
 }
 

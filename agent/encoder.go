@@ -32,8 +32,9 @@ func (a *Agent) controlEncoder(ctx context.Context) {
 		in := encoderInputs{
 			FullKbps: live.Media.Encoder.BitrateKbps, FullFPS: fullFPS,
 			IdleKbps: live.Motion.IdleBitrateKbps, IdleFPS: live.Motion.IdleFramerate,
-			MinKbps:  live.WebRTC.MinBitrateKbps,
-			MotionOn: motionOn, Moving: a.MotionActive(),
+			MinKbps: live.WebRTC.MinBitrateKbps,
+			// While analysis is down nothing says whether something moves: full quality.
+			MotionOn: motionOn, Moving: a.MotionActive() || a.analysisFailSafe(),
 		}
 		if a.webrtc != nil {
 			in.Viewers = a.webrtc.Viewers()

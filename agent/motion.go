@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/media"
 	"github.com/edgecam/edgecam/motion"
 	"go.uber.org/zap"
 )
@@ -43,6 +44,13 @@ type motionState struct {
 	events int
 	// sessions are the motion recordings by recorder name (recording.mode motion; see motionrec.go).
 	sessions map[string]*motionSession
+	// feed is the separate analysis source (media.analysis.source), nil when analysis reads
+	// the capture pipeline; decoder is the H.264 decoder analysis runs (analysis.go).
+	feed    *media.AnalysisSource
+	decoder media.Decoder
+	// failsafe is true while the analysis source is down: motion recording records
+	// everything until it is back.
+	failsafe bool
 }
 
 // runMotion detects motion on the analysis frames until ctx ends, and acts on its events.
@@ -63,16 +71,33 @@ func (a *Agent) runMotion(ctx context.Context) {
 		log.Error("motion detection off", zap.Error(err))
 		return
 	}
+	frames, health, waitFeed := a.analysisFrames(ctx, a.log.Named("analysis"))
+	defer waitFeed()
+	flush := func() bool {
+		ev, ok := gate.Flush(time.Now())
+		if ok {
+			a.onMotion(ev)
+		}
+		return ok
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if ev, ok := gate.Flush(time.Now()); ok {
-				a.onMotion(ev)
-			}
+			flush()
 			return
 		case <-a.motionReload: // a reload changed motion settings (reload.go)
 			det, gate = a.reloadMotion(log, det, gate, &dopts, &gopts)
-		case f := <-a.source.Frames():
+		case <-health: // the separate analysis source went down or came back (analysis.go)
+			if !a.onAnalysisHealth(log, flush) {
+				continue
+			}
+			// Back after an outage: learn the background again, from a fresh gate.
+			d, derr := motion.NewDetector(dopts)
+			g, gerr := motion.NewGate(gopts)
+			if derr == nil && gerr == nil {
+				det, gate = d, g
+			}
+		case f := <-frames:
 			if f.Width != dopts.Width || f.Height != dopts.Height {
 				continue // a pipeline restart can deliver a frame of another size first
 			}
@@ -125,7 +150,7 @@ func (a *Agent) onMotion(ev motion.Event) {
 	if a.cfg.Recording.Mode == config.RecordMotion {
 		if ev.Kind == motion.EventStart {
 			a.startMotionRecordings(ev.PreRollFrom)
-		} else {
+		} else if !a.analysisFailSafe() { // while analysis is down, recording goes on (analysis.go)
 			a.stopMotionRecordings()
 		}
 	}

@@ -105,6 +105,7 @@ func Run(ctx context.Context, o Options, labels []Interval) (*Report, error) {
 	m.Source = config.Default().Media.Source
 	m.Source.Kind, m.Source.Path, m.Source.Loop = config.SourceFile, o.Video, false
 	m.Analysis.Enabled = true
+	m.Analysis.Source = "" // the file itself is analysed, not the camera's substream
 	plan, err := media.ResolvePlan(m, media.DefaultProbe())
 	if err != nil {
 		return nil, err
