@@ -168,7 +168,6 @@ func (p *cutProxy) connections() int {
 	return p.dials
 }
 
-
 // TestFaultCredentialsEndpointDownThroughRefresh: the AWS IoT credentials provider is
 // unreachable from before the credentials' refresh point (credentials.refresh_before ahead
 // of their expiry) until after they expired. Live view goes on with the cached credentials
