@@ -190,6 +190,13 @@ const (
 	TransportUDP  = "udp"
 )
 
+// RTSP clients (media.source.rtsp_client).
+const (
+	RTSPClientAuto      = "auto"
+	RTSPClientGo        = "go"
+	RTSPClientGStreamer = "gstreamer"
+)
+
 // Source selects where video comes from.
 type Source struct {
 	Kind string `yaml:"kind"`
@@ -207,6 +214,12 @@ type Source struct {
 	Latency   time.Duration `yaml:"latency"`   // rtsp: jitter buffer
 	Path      string        `yaml:"path"`      // file: an MP4, Matroska or MPEG-TS file with H.264 video
 	Loop      bool          `yaml:"loop"`      // file: start again at the end instead of stopping
+
+	// RTSPClient reads an rtsp camera: go (an RTSP client in Go feeding the Hub, for H.264
+	// passed through: less CPU and memory), gstreamer (rtspsrc), or auto (go when the
+	// stream is passed through and motion analysis does not decode the main stream).
+	RTSPClient string `yaml:"rtsp_client"`
+
 	// Pipeline is a gst-launch fragment for the source part (custom), e.g.
 	// "v4l2src device=/dev/video2 ! image/jpeg ! jpegdec".
 	Pipeline  string `yaml:"pipeline"`
@@ -385,7 +398,7 @@ func Default() Config {
 			EventGap: 6 * time.Second, Masks: []Rect{}, Polygons: [][][]float64{}, IdleBitrateKbps: 500, IdleFramerate: 0},
 		Media: Media{
 			Source: Source{
-				Kind: SourceTest, Device: "/dev/video0", Format: FormatAuto, Transport: TransportTCP,
+				Kind: SourceTest, Device: "/dev/video0", Format: FormatAuto, Transport: TransportTCP, RTSPClient: RTSPClientAuto,
 				Latency: 200 * time.Millisecond, Loop: true, Width: 1280, Height: 720, Framerate: 30,
 			},
 			Encoder:        Encoder{Kind: EncoderAuto, BitrateKbps: 2000, GOP: 2 * time.Second, X264Preset: "veryfast"},

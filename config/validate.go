@@ -19,6 +19,7 @@ var (
 	SourceKinds    = []string{SourceV4L2, SourceLibcamera, SourceRTSP, SourceFile, SourceTest, SourceCustom}
 	SourceFormats  = []string{FormatAuto, FormatRaw, FormatH264}
 	Transports     = []string{TransportAuto, TransportTCP, TransportUDP}
+	RTSPClients    = []string{RTSPClientAuto, RTSPClientGo, RTSPClientGStreamer}
 	EncoderKinds   = []string{EncoderAuto, EncoderX264, EncoderV4L2, EncoderPassthrough}
 	X264Presets    = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium"}
 	StreamingTypes = []string{"realtime", "near-realtime", "offline"}
@@ -204,6 +205,13 @@ func (cfg *Config) validateSource(c *checker) {
 			c.add("media.source.url", "%q has no host", RedactURL(src.URL))
 		}
 		c.oneOf("media.source.transport", src.Transport, Transports)
+		c.oneOf("media.source.rtsp_client", src.RTSPClient, RTSPClients)
+		if src.RTSPClient == RTSPClientGo && strings.HasPrefix(src.URL, "rtsps://") {
+			c.add("media.source.rtsp_client", "go reads rtsp:// addresses only: set it to gstreamer (or auto) for an rtsps:// camera")
+		}
+		if src.RTSPClient == RTSPClientGo && (cfg.Media.Encoder.Kind == EncoderX264 || cfg.Media.Encoder.Kind == EncoderV4L2) {
+			c.add("media.source.rtsp_client", "go passes the camera's H.264 through: set media.encoder.kind to auto or passthrough, or rtsp_client to gstreamer to encode again")
+		}
 		c.durRange("media.source.latency", src.Latency, 0, 10*time.Second)
 	case SourceCustom:
 		if strings.TrimSpace(src.Pipeline) == "" {
