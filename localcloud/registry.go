@@ -39,13 +39,21 @@ type Thing struct {
 }
 
 // registry is localcloud's device registry, persisted as JSON so that provisioned devices
-// keep working across restarts.
+// keep working across restarts. A change returns once it is on disk; changes made while the
+// file is being written share the next write (group commit), so that a fleet provisioning
+// many devices at once is not held to one fsync'd rewrite of the whole registry per change.
 type registry struct {
 	path string
 
-	mu     sync.Mutex
-	Certs  map[string]*CertRecord `json:"certificates"`
-	Things map[string]*Thing      `json:"things"`
+	mu      sync.Mutex
+	Certs   map[string]*CertRecord `json:"certificates"`
+	Things  map[string]*Thing      `json:"things"`
+	changes uint64                 // changes made so far (guarded by mu)
+
+	saveMu sync.Mutex // one write at a time
+	saved  uint64     // changes on disk (guarded by saveMu)
+	// beforeWrite, when set by tests, runs before each write, holding saveMu.
+	beforeWrite func()
 }
 
 func openRegistry(path string) (*registry, error) {
@@ -63,21 +71,44 @@ func openRegistry(path string) (*registry, error) {
 	return r, nil
 }
 
-// saveLocked writes the registry; the caller holds mu.
-func (r *registry) saveLocked() error {
+// changedLocked counts a change; the caller holds mu, then saves (without mu) what it returns.
+func (r *registry) changedLocked() uint64 {
+	r.changes++
+	return r.changes
+}
+
+// save returns once change number n is on disk, writing the registry unless a write that
+// started after the change already took it there.
+func (r *registry) save(n uint64) error {
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
+	if r.saved >= n {
+		return nil
+	}
+	if r.beforeWrite != nil {
+		r.beforeWrite()
+	}
+	r.mu.Lock()
 	data, err := json.MarshalIndent(r, "", "  ")
+	upTo := r.changes
+	r.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(r.path, data, 0o600)
+	if err := atomicfile.Write(r.path, data, 0o600); err != nil {
+		return err
+	}
+	r.saved = upTo
+	return nil
 }
 
 func (r *registry) addCert(c CertRecord) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	c.Created = time.Now().UTC()
 	r.Certs[c.ID] = &c
-	return r.saveLocked()
+	n := r.changedLocked()
+	r.mu.Unlock()
+	return r.save(n)
 }
 
 func (r *registry) cert(id string) (CertRecord, bool) {
@@ -93,9 +124,9 @@ func (r *registry) cert(id string) (CertRecord, bool) {
 // registerThing creates or updates the thing, activates the certificate and attaches it.
 func (r *registry) registerThing(name, certID string, attrs map[string]string) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	c, ok := r.Certs[certID]
 	if !ok {
+		r.mu.Unlock()
 		return fmt.Errorf("certificate %s not found", certID)
 	}
 	t, ok := r.Things[name]
@@ -111,7 +142,9 @@ func (r *registry) registerThing(name, certID string, attrs map[string]string) e
 	if !slices.Contains(c.Things, name) {
 		c.Things = append(c.Things, name)
 	}
-	return r.saveLocked()
+	n := r.changedLocked()
+	r.mu.Unlock()
+	return r.save(n)
 }
 
 func (r *registry) thing(name string) (Thing, bool) {
