@@ -11,13 +11,19 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/testclip"
 	"github.com/edgecam/edgecam/localcloud"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -250,3 +256,103 @@ func waitUntil(at time.Time) {
 		time.Sleep(d)
 	}
 }
+
+// firedEvents collects the motion events the agent fired, from its own log lines.
+type firedEvents struct {
+	mu  sync.Mutex
+	evs []MotionEvent
+}
+
+func (f *firedEvents) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	if !strings.HasSuffix(e.LoggerName, "motion") || (e.Message != "motion start" && e.Message != "motion end") {
+		return nil
+	}
+	enc := zapcore.NewMapObjectEncoder()
+	for _, fl := range fields {
+		fl.AddTo(enc)
+	}
+	start, _ := enc.Fields["start"].(time.Time)
+	f.mu.Lock()
+	f.evs = append(f.evs, MotionEvent{Event: strings.TrimPrefix(e.Message, "motion "), Start: start.UTC(), Timestamp: e.Time})
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *firedEvents) list() []MotionEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.evs)
+}
+
+// TestFaultBrokerRestartWhileMotionEventsFire: the camera's detector fires real motion
+// events (the ball clip, looped) while localcloud's broker goes down and comes back twice.
+// The README's promise: events fired while the connection is down arrive later, in order,
+// with the time they happened; nothing is lost (at least once: duplicates are allowed).
+func TestFaultBrokerRestartWhileMotionEventsFire(t *testing.T) {
+	clip, _ := testclip.Path(t, testclip.Ball)
+	opts := localcloud.Options{Dir: t.TempDir(), AllowSerials: []string{"cam-agent-1"}, MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t)}
+	rc := &restartableCloud{t: t, opts: opts}
+	rc.start()
+	t.Cleanup(rc.stop)
+	var got eventLog
+	require.NoError(t, rc.cloud.Observe("edgecam/+/events/motion", got.add))
+	cfg := cloudConfig(t, rc.cloud)
+	cfg.WebRTC.Enabled = false
+	cfg.Media.Source.Kind, cfg.Media.Source.Path, cfg.Media.Source.Loop = config.SourceFile, clip, true
+	cfg.Motion.Enabled = true
+	cfg.Motion.PostRoll, cfg.Motion.EventGap = time.Second, time.Second
+	require.Empty(t, cfg.Validate())
+	var fired firedEvents
+	log := zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Core(), &firedCore{f: &fired}))
+	a, err := New(Options{Config: cfg, Log: log})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+
+	for outage := 1; outage <= 2; outage++ {
+		// The broker goes down just after an event reached it, and stays down while the
+		// detector fires the next two.
+		n := len(fired.list())
+		require.Eventually(t, func() bool { return len(fired.list()) > n && len(got.distinct()) == len(fired.list()) }, 60*time.Second, 20*time.Millisecond,
+			"outage %d: an event fires and reaches the broker (fired %d, received %d)", outage, len(fired.list()), len(got.distinct()))
+		rc.stop()
+		before := len(fired.list())
+		require.Eventually(t, func() bool { return len(fired.list()) >= before+2 }, 60*time.Second, 20*time.Millisecond,
+			"outage %d: the detector fires while the broker is down", outage)
+		rc.start()
+		require.NoError(t, rc.cloud.Observe("edgecam/+/events/motion", got.add))
+		back := time.Now()
+		require.Eventually(t, func() bool { return len(got.distinct()) >= len(fired.list()) }, 60*time.Second, 20*time.Millisecond,
+			"outage %d: the events fired while the broker was down arrive (fired %d, received %d)", outage, len(fired.list()), len(got.distinct()))
+		t.Logf("outage %d: %d events fired while the broker was down, delivered %s after it came back", outage, len(fired.list())-before, time.Since(back).Round(time.Millisecond))
+	}
+	want, recv := fired.list(), got.distinct()
+	require.GreaterOrEqual(t, len(recv), len(want))
+	for i, w := range want {
+		require.Equal(t, w.Event, recv[i].Event, "event %d in order", i)
+		require.True(t, w.Start.Equal(recv[i].Start), "event %d: start %s, got %s", i, w.Start, recv[i].Start)
+		require.WithinRange(t, recv[i].Timestamp, w.Timestamp.Add(-time.Second), w.Timestamp,
+			"event %d keeps the time it fired (logged %s), not the time it was sent", i, w.Timestamp)
+	}
+	require.Eventually(t, func() bool { return a.EventsWaiting() == 0 }, 10*time.Second, 10*time.Millisecond, "the queue on disk empties")
+}
+
+// firedCore is a zap core that hands every entry to firedEvents.
+type firedCore struct {
+	f      *firedEvents
+	fields []zapcore.Field
+}
+
+func (c *firedCore) Enabled(zapcore.Level) bool { return true }
+func (c *firedCore) With(fields []zapcore.Field) zapcore.Core {
+	return &firedCore{f: c.f, fields: append(slices.Clone(c.fields), fields...)}
+}
+func (c *firedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	return ce.AddCore(e, c)
+}
+func (c *firedCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	return c.f.Write(e, append(slices.Clone(c.fields), fields...))
+}
+func (c *firedCore) Sync() error { return nil }
