@@ -48,6 +48,7 @@ func newLocalcloudCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.noTURN, "no-turn", false, "do not run the TURN server")
 	fl.StringSliceVar(&f.allow, "allow", nil, "serial numbers allowed to provision (this machine's is always added)")
 	fl.DurationVar(&f.lifetime, "credential-lifetime", time.Hour, "lifetime of issued AWS credentials (AWS: 15m to 12h)")
+	cmd.AddCommand(newLoadtestCmd(g))
 	return cmd
 }
 
