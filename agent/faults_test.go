@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -356,3 +357,88 @@ func (c *firedCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	return c.f.Write(e, append(slices.Clone(c.fields), fields...))
 }
 func (c *firedCore) Sync() error { return nil }
+
+// TestFaultKVSEndpointDown60s: localcloud (the KVS control plane and PutMedia endpoint
+// with it) is down for 60 s while the native uploader records. The README's promise: the
+// spool keeps every fragment until KVS persisted it, the backlog drains oldest first after
+// the outage, and KVS ends up with the whole timeline, in order, none twice. (About 80 s:
+// the one long test of the fault suite.)
+func TestFaultKVSEndpointDown60s(t *testing.T) {
+	const outage = 60 * time.Second
+	const stream = "cam-outage"
+	rc := &restartableCloud{t: t, opts: localcloud.Options{Dir: t.TempDir(), AllowSerials: []string{"cam-agent-1"},
+		MQTTPort: freePort(t), CredentialsPort: freePort(t), KVSPort: freePort(t)}}
+	rc.start()
+	t.Cleanup(rc.stop)
+	cfg := cloudConfig(t, rc.cloud)
+	cfg.WebRTC.Enabled = false
+	cfg.Motion.Enabled = false
+	cfg.Media.Source.Framerate = 15
+	cfg.Media.Encoder.GOP = 2 * time.Second
+	cfg.Recording.Mode = config.RecordContinuous
+	cfg.Recording.Local.Enabled = false
+	cfg.Recording.KVS.Enabled = true
+	cfg.Recording.KVS.Uploader = config.KVSUploaderNative
+	cfg.Recording.KVS.StreamName = stream
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg, RequireCloud: true, Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool { return persisted(rc, stream) >= 2 }, 60*time.Second, 100*time.Millisecond, "fragments persisted before the outage")
+
+	rc.stop()
+	down := time.Now()
+	framesAtDown := a.Frames()
+	time.Sleep(outage) // the outage itself: what is tested is its length
+	require.Greater(t, a.Frames(), framesAtDown+uint64(outage/time.Second)*10, "the camera kept capturing through the outage")
+	rc.start()
+	up := time.Now()
+
+	// The backlog drains: the stream covers the outage and catches up with live video.
+	var list []checkFragment
+	require.Eventually(t, func() bool {
+		list = listStream(t, rc.cloud, stream)
+		return len(list) > 0 && list[len(list)-1].end().After(up.Add(2*time.Second))
+	}, 90*time.Second, 250*time.Millisecond, "the spool drains after the outage and live fragments follow")
+	t.Logf("localcloud down %s; %d fragments %s → %s, live again %s after it came back",
+		outage, len(list), list[0].start().Format("15:04:05.000"), list[len(list)-1].end().Format("15:04:05.000"), time.Since(up).Round(100*time.Millisecond))
+	gap, at := largestGap(list)
+	require.Less(t, gap, 200*time.Millisecond, "no hole in the timeline (largest gap %s at %s; down at %s)", gap, at.Format("15:04:05.000"), down.Format("15:04:05.000"))
+	require.True(t, list[0].start().Before(down.Add(-2*time.Second)), "the timeline begins before the outage")
+	st, err := rc.cloud.KVSStreamStats(stream)
+	require.NoError(t, err)
+	require.Zero(t, st.Duplicates, "nothing stored twice")
+	require.Empty(t, st.Errors, "no ERROR acks")
+	for i := 1; i < len(list); i++ {
+		require.False(t, list[i].start().Before(list[i-1].end().Add(-50*time.Millisecond)), "fragments %d and %d overlap", i-1, i)
+	}
+}
+
+// TestFaultClockStepDuringRun: while the camera serves live view, the clock between it and
+// AWS steps by 20 minutes one way, then 40 minutes the other (the world's clock as KVS
+// sees it: the device's own, stepped at its first NTP sync, looks the same from the
+// service). The README's promise: the signaling client corrects its clock from the
+// service's Date when a signature is refused for time, reconnects, and viewers play.
+func TestFaultClockStepDuringRun(t *testing.T) {
+	cloud, _ := liveAgent(t, func(c *config.Config) { c.Motion.Enabled = false })
+	for i, step := range []time.Duration{20 * time.Minute, -20 * time.Minute} {
+		require.NoError(t, cloud.SetKVSClockSkew(step))
+		require.NoError(t, cloud.DropSignalingMaster(liveThing)) // the reconnect signs at the old time
+		cut := time.Now()
+		require.Eventually(t, func() bool {
+			m, _ := cloud.SignalingPeers(liveThing)
+			return m && time.Since(cut) > 50*time.Millisecond
+		}, 20*time.Second, 20*time.Millisecond, "step %d (%s): the master reconnects at the corrected time", i+1, step)
+		// A viewer whose clock agrees with the service's: it connects while the service
+		// reads the true time, which it then reads stepped again.
+		require.NoError(t, cloud.SetKVSClockSkew(0))
+		v, err := dialViewer(t, cloud, fmt.Sprintf("after-step-%d", i+1))
+		require.NoError(t, err)
+		require.NoError(t, cloud.SetKVSClockSkew(step))
+		firstKeyframe(t, v, 15*time.Second)
+		t.Logf("step %d (%s): a viewer played %s after the reconnect began", i+1, step, time.Since(cut).Round(time.Millisecond))
+	}
+}
