@@ -27,6 +27,7 @@ func BenchmarkDetector(b *testing.B) {
 	b.SetBytes(int64(len(bg)))
 	b.ReportAllocs()
 	i, moving := 0, 0
+	cpu := processCPU()
 	for b.Loop() {
 		r, err := d.Process(frames[i%len(frames)])
 		if err != nil {
@@ -37,6 +38,7 @@ func BenchmarkDetector(b *testing.B) {
 		}
 		i++
 	}
+	reportCPU(b, cpu)
 	if moving == 0 {
 		b.Fatal("the moving square was never detected")
 	}
@@ -70,6 +72,7 @@ func BenchmarkDetectorShake(b *testing.B) {
 	b.SetBytes(int64(len(still)))
 	b.ReportAllocs()
 	i, moving, shifted := 0, 0, 0
+	cpu := processCPU()
 	for b.Loop() {
 		r, err := d.Process(frames[i%len(frames)])
 		if err != nil {
@@ -83,6 +86,7 @@ func BenchmarkDetectorShake(b *testing.B) {
 		}
 		i++
 	}
+	reportCPU(b, cpu)
 	if moving == 0 || shifted == 0 {
 		b.Fatalf("motion in %d and shift in %d of %d frames", moving, shifted, i)
 	}

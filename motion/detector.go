@@ -189,16 +189,21 @@ type Detector struct {
 
 	// Per-block state, row by row. Masked blocks are computed too (it is cheaper than
 	// skipping them) but never counted: runs lists the unmasked stretches of blocks.
-	res  []int32 // difference from the background, 1/16 grey level (or invalid)
+	cur  []int32 // the frame's block means, 1/16 grey level (or invalid)
 	bg   []int32 // background mean, 1/16 grey level << bgFrac
 	vari []int32 // learnt variance of the residual, (1/16 grey level)² >> varShift
 	runs []span
-	// prev is each block's mean in the previous frame (1/16 grey level), still how many
-	// frames in a row it has differed from the background without changing itself.
+	// prev is cur of the previous frame (the two swap every frame); still is how many
+	// frames in a row a block has differed from the background without changing itself,
+	// as of the frame candAt (the last classified frame in which it was a candidate for
+	// change): a block that was not one in the frame before has kept still for 0 frames.
 	prev       []int32
 	still      []uint16
+	candAt     []uint32
 	prevShift  int32
 	stationary uint16
+	// shaking: the last frame was shifted against the background.
+	shaking bool
 
 	// The median and noise estimates look at about sampleBlocks unmasked blocks spread
 	// over the frame.
@@ -316,12 +321,14 @@ func NewDetector(o Options) (*Detector, error) {
 			n++
 		}
 	}
+	d.tone.sr, d.tone.sg = make([]int32, len(d.sample)), make([]uint8, len(d.sample))
 	nb := len(masked)
-	d.res = make([]int32, nb)
+	d.cur = make([]int32, nb)
 	d.bg = make([]int32, nb)
 	d.vari = make([]int32, nb)
 	d.prev = make([]int32, nb)
 	d.still = make([]uint16, nb)
+	d.candAt = make([]uint32, nb)
 	d.stationary = uint16(o.StationaryFrames)
 	d.stab = newStabilizer(d.w, d.h)
 	d.blobs = newBlobs(d.bw, d.bh)
@@ -362,14 +369,24 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 		return Result{}, fmt.Errorf("motion: frame has %d bytes, want %d (%dx%d GRAY8, stride %d): check the size of the frames sent to the detector",
 			len(frame), d.frameLen, d.w, d.h, d.stride)
 	}
+	d.cur, d.prev = d.prev, d.cur
 	// Align the frame with the background: the shift of the whole picture is measured on
 	// row and column projections and the blocks are read again at that offset.
+	// On a still camera the block pass gives the projections too; while the camera shakes
+	// (the last frame was shifted) the projections come first, so that the blocks are
+	// read once, at the shift.
 	sx, sy := 0, 0
 	fused := d.maxShift > 0 && d.stab.fused
-	if d.maxShift > 0 && !fused {
+	blocksAt0 := false
+	switch {
+	case d.maxShift > 0 && !fused:
 		d.stab.project(frame, d.stride)
+	case fused && d.shaking && d.frames > 0:
+		d.projections(frame)
+	default:
+		d.differences(frame, 0, 0, fused)
+		blocksAt0 = true
 	}
-	d.differences(frame, 0, 0, fused)
 	if d.maxShift > 0 {
 		if fused {
 			d.stab.gradients()
@@ -378,17 +395,20 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 			d.stab.setReference()
 		} else {
 			sx, sy = d.stab.estimate(d.maxShift)
-			if sx != 0 || sy != 0 {
-				if d.shiftFits(frame, sx, sy) {
-					d.differences(frame, sx, sy, false)
-				} else {
-					// A moving object or a change of light fooled the projections: the
-					// blocks match the background better where they are.
-					sx, sy = 0, 0
-					d.stab.sx, d.stab.sy = 0, 0
-				}
+			if (sx != 0 || sy != 0) && !d.shiftFits(frame, sx, sy) {
+				// A moving object or a change of light fooled the projections: the
+				// blocks match the background better where they are.
+				sx, sy = 0, 0
+				d.stab.sx, d.stab.sy = 0, 0
 			}
 		}
+	}
+	d.shaking = sx != 0 || sy != 0
+	switch {
+	case d.shaking:
+		d.differences(frame, sx, sy, false)
+	case !blocksAt0:
+		d.differences(frame, 0, 0, false)
 	}
 	if d.frames < d.warmup {
 		d.rememberFrame(0)
@@ -404,10 +424,9 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	if shift >= illumDiff*unit || shift <= -illumDiff*unit || beyond >= d.illumSamples {
 		// Most of the frame changed at once: re-learn the background from this frame.
 		d.rememberFrame(0)
-		res, bg := d.res, d.bg
-		for k, r := range res {
-			if r != invalid {
-				bg[k] = (r + bg[k]>>bgFrac) << bgFrac
+		for k, c := range d.cur {
+			if c != invalid {
+				d.bg[k] = c << bgFrac
 			}
 		}
 		if d.maxShift > 0 {
@@ -448,124 +467,179 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 // the background, in sum, than read in place.
 func (d *Detector) shiftFits(frame []byte, sx, sy int) bool {
 	var at, in int64
+	w, h, bw, stride, bg := d.w, d.h, d.bw, d.stride, d.bg
 	for i := 0; i < len(d.sample); i += 4 {
 		k := int(d.sample[i])
-		x0, y0 := k%d.bw*blk, k/d.bw*blk
-		if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > d.w || y0+sy+blk > d.h || x0+blk > d.w || y0+blk > d.h {
+		x0, y0 := k%bw*blk, k/bw*blk
+		if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > w || y0+sy+blk > h || x0+blk > w || y0+blk > h {
 			continue
 		}
-		b := d.bg[k] >> bgFrac
-		at += int64(abs(blockSum(frame, d.stride, x0+sx, y0+sy) - b))
-		in += int64(abs(blockSum(frame, d.stride, x0, y0) - b))
+		b := bg[k] >> bgFrac
+		at += int64(abs(blockSum(frame, stride, x0+sx, y0+sy) - b))
+		in += int64(abs(blockSum(frame, stride, x0, y0) - b))
 	}
 	return at < in
 }
 
 // blockSum is the sum of the block of pixels at x, y: its mean in 1/16 grey level.
 func blockSum(frame []byte, stride, x, y int) int32 {
-	var s int32
-	for r := range blk {
-		row := frame[(y+r)*stride+x : (y+r)*stride+x+blk]
-		s += int32(row[0]) + int32(row[1]) + int32(row[2]) + int32(row[3])
-	}
-	return s
+	o := y*stride + x
+	b := frame[o : o+3*stride+blk]
+	// Bytes into 16-bit lanes, four rows of four (at most 2040 a lane).
+	const m = 0x00ff00ff
+	v0, v1 := load32(b[0:4]), load32(b[stride:stride+4])
+	v2, v3 := load32(b[2*stride:2*stride+4]), load32(b[3*stride:3*stride+4])
+	s := v0&m + v0>>8&m + v1&m + v1>>8&m + v2&m + v2>>8&m + v3&m + v3>>8&m
+	return int32(s&0xffff + s>>16)
+}
+
+// load32 reads 4 bytes little-endian; the compiler turns it into one load.
+func load32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // classify marks the blocks that changed beyond the tone curve, the noise floor and their
 // own flicker, lists them in raster order, absorbs stationary changes into the background,
 // and updates the background and the flicker of the blocks that did not change (learn
 // does the changed ones once their regions are known).
+//
+// It runs in three passes so that each inner loop keeps its few slices in registers (one
+// loop over everything spilled them to the stack and cost twice as much): the test of
+// every block, which lists the candidates; the learning of half the unchanged blocks; and
+// the candidates, few on most frames.
 func (d *Detector) classify(shift, thr int32) {
-	res, bg, vari := d.res, d.bg, d.vari
-	changed, lit, near := d.blobs.changed, d.blobs.lit, d.tracks.near
-	list := d.blobs.list[:0]
+	cur, bg, vari := d.cur, d.bg, d.vari
+	changed := d.blobs.changed
+	// Only last frame's changed blocks are marked: unmark them.
+	for _, k := range d.blobs.list {
+		changed[k] = 0
+	}
+	d.blobs.now++
 	lut := &d.tone.lut
+	for _, sp := range d.runs {
+		testBlocks(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to], lut, thr)
+	}
+	cand := marked(d.blobs.list[:0], changed)
+	// Learn at the full rate, the flicker too away from moving regions: half the blocks
+	// each frame at twice the rate (both change slowly).
+	d.parity ^= 1
+	rate2 := min(2*d.rate, rateOne)
+	for _, sp := range d.runs {
+		learnStill(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to],
+			d.tracks.near[sp.from:sp.to], (d.parity^int(sp.from))&1, lut, d.rate, rate2)
+	}
+	// The candidates: changed from the background, and motion unless the block has kept
+	// still for long enough to be something that arrived or left and stayed so.
 	dShift := shift - d.prevShift
 	strong := 2 * thr
-	rate := int64(d.rate)
-	rate2 := min(2*d.rate, rateOne)
-	d.parity ^= 1
-	for _, sp := range d.runs {
-		parity := d.parity ^ int(sp.from&1)
-		rs, bs := res[sp.from:sp.to], bg[sp.from:sp.to]
-		bs = bs[:len(rs)]
-		vs, cs := vari[sp.from:sp.to], changed[sp.from:sp.to]
-		vs, cs = vs[:len(rs)], cs[:len(rs)]
-		ps, st := d.prev[sp.from:sp.to], d.still[sp.from:sp.to]
-		ps, st = ps[:len(rs)], st[:len(rs)]
-		lt, ns := lit[sp.from:sp.to], near[sp.from:sp.to]
-		lt, ns = lt[:len(rs)], ns[:len(rs)]
-		for k, raw := range rs {
-			if raw == invalid {
-				cs[k] = 0
-				continue
-			}
-			b := bs[k]
-			bv := b >> bgFrac
-			cur := raw + bv
-			e := raw - lut[uint8(bv>>4)] // bv is a block mean, 0 to 255·16
-			ae := abs(e)
-			v := int64(vs[k])
-			e2 := int64(e) * int64(e)
-			if ae > thr && e2 > flickerSigmas2*v<<varShift {
-				// Changed from the background: motion, unless the block has kept still for
-				// long enough to be something that arrived or left and stayed so.
-				if abs(cur-ps[k]-dShift) > thr {
-					st[k] = 0
-				} else if st[k] < d.stationary {
-					st[k]++
-				}
-				ps[k] = cur
-				if st[k] >= d.stationary {
-					bs[k] = cur << bgFrac // absorb it into the background at once
-					cs[k] = 0
-					continue
-				}
-				cs[k] = 1
-				if ae >= strong {
-					cs[k] = 2
-				}
-				list = append(list, sp.from+int32(k))
-				continue
-			}
-			st[k] = 0
-			ps[k] = cur
-			cs[k] = 0
-			if lt[k] > 0 {
-				lt[k]--
-			}
-			// Learn at the full rate, the flicker too away from moving regions: half the
-			// blocks each frame at twice the rate (both change slowly).
-			if (k+parity)&1 != 0 {
-				continue
-			}
-			if ns[k] == 0 {
-				// e2>>varShift is at most 4080²/4, so v stays far below 2³¹.
-				vs[k] = int32(v + ((e2>>varShift-v)*rate)>>15)
-			}
-			// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
-			bs[k] = b + (raw*rate2)>>(16-bgFrac) - ((b&fracMask)*rate2)>>16
+	prev, still, candAt := d.prev, d.still, d.candAt
+	now := uint32(d.blobs.now)
+	list := cand[:0] // written behind the reading
+	for _, k := range cand {
+		c := cur[k]
+		if c == invalid {
+			changed[k] = 0
+			continue
 		}
+		if candAt[k] != now-1 {
+			still[k] = 0 // it did not differ from the background in the frame before
+		}
+		candAt[k] = now
+		bv := bg[k] >> bgFrac
+		if abs(c-prev[k]-dShift) > thr {
+			still[k] = 0
+		} else if still[k] < d.stationary {
+			still[k]++
+		}
+		if still[k] >= d.stationary {
+			bg[k] = c << bgFrac // absorb it into the background at once
+			changed[k] = 0
+			continue
+		}
+		changed[k] = 1
+		if abs(c-bv-lut[uint8(bv>>4)]) >= strong {
+			changed[k] = 2
+		}
+		list = append(list, k)
 	}
 	d.blobs.list = list
+}
+
+// testBlocks is classify's test of a stretch of blocks: it marks the candidates (changed
+// beyond thr and their flicker, or invalid) in cs. A function of its own with few
+// variables keeps them in registers; unchanged blocks store nothing. (One loop that also
+// learns, below, costs more than the two.)
+func testBlocks(cur, bs, vs []int32, cs []uint8, lut *[256]int32, thr int32) {
+	bs, vs, cs = bs[:len(cur)], vs[:len(cur)], cs[:len(cur)]
+	for k, c := range cur {
+		bv := bs[k] >> bgFrac
+		// An invalid block's mean is about −2³⁰: it becomes a candidate, sorted out later.
+		e := c - bv - lut[uint8(bv>>4)] // bv is a block mean, 0 to 255·16
+		if abs(e) > thr && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
+			cs[k] = 1
+		}
+	}
+}
+
+// learnStill updates the background (at rate2) and, outside ns, the flicker (at rate) of
+// every other block of a stretch from k0 (0 or 1), skipping the candidates marked in cs.
+func learnStill(cur, bs, vs []int32, cs, ns []uint8, k0 int, lut *[256]int32, rate, rate2 int32) {
+	bs, vs = bs[:len(cur)], vs[:len(cur)]
+	cs, ns = cs[:len(cur)], ns[:len(cur)]
+	r, r2 := int64(rate), rate2
+	for k := k0 & 1; k < len(cur); k += 2 {
+		if cs[k] != 0 {
+			continue
+		}
+		b := bs[k]
+		raw := cur[k] - b>>bgFrac
+		if ns[k] == 0 {
+			e := int64(raw - lut[uint8(b>>bgFrac>>4)])
+			v := int64(vs[k])
+			// e²>>varShift is at most 4080²/4, so v stays far below 2³¹.
+			vs[k] = int32(v + ((e*e>>varShift-v)*r)>>15)
+		}
+		// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
+		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
+	}
+}
+
+// marked appends the indices of the non-zero entries of cs to list, eight at a time.
+func marked(list []int32, cs []uint8) []int32 {
+	n := len(cs) &^ 7
+	for i := 0; i < n; i += 8 {
+		if load64(cs[i:i+8]) == 0 {
+			continue
+		}
+		for j, c := range cs[i : i+8] {
+			if c != 0 {
+				list = append(list, int32(i+j))
+			}
+		}
+	}
+	for i := n; i < len(cs); i++ {
+		if cs[i] != 0 {
+			list = append(list, int32(i))
+		}
+	}
+	return list
 }
 
 // learn updates the background and the flicker of the changed blocks: four times faster
 // than the full rate where a region was only re-lit, four times slower where something
 // else changed, and the flicker not at all in or next to moving regions or in re-lit ones.
 func (d *Detector) learn() {
-	res, bg, vari := d.res, d.bg, d.vari
+	cur, bg, vari := d.cur, d.bg, d.vari
 	label, kind, lit, near := d.blobs.label, d.blobs.kind, d.blobs.lit, d.tracks.near
 	lut := &d.tone.lut
 	for _, k := range d.blobs.list {
-		raw, b := res[k], bg[k]
-		if lit[k] > 0 {
-			lit[k]--
-		}
+		b := bg[k]
+		raw := cur[k] - b>>bgFrac
 		rate, varRate := d.fgRate, d.fgRate
 		switch kind[label[k]] {
 		case kindLight:
-			lit[k] = litFrames
+			lit[k] = d.blobs.now + litFrames
 			// Light comes and goes: follow it fast, and it is no flicker.
 			rate, varRate = min(rateOne, 4*d.rate), 0
 		case kindMoving:
@@ -595,14 +669,9 @@ func (d *Detector) regionsOut() {
 	}
 }
 
-// rememberFrame records the current block means as the previous frame's and forgets
-// stillness (after warm-up frames and re-learnt illumination changes).
+// rememberFrame forgets stillness (after warm-up frames and re-learnt illumination
+// changes); prev already holds this frame's block means for the next.
 func (d *Detector) rememberFrame(shift int32) {
-	for k, r := range d.res {
-		if r != invalid {
-			d.prev[k] = r + d.bg[k]>>bgFrac
-		}
-	}
 	clear(d.still)
 	d.prevShift = shift
 }
@@ -611,11 +680,11 @@ func (d *Detector) rememberFrame(shift int32) {
 // their spread into the flicker.
 func (d *Detector) learnWarmup() {
 	n := int32(d.frames)
-	for k, r := range d.res {
-		if r == invalid {
+	for k, c := range d.cur {
+		if c == invalid {
 			continue
 		}
-		cur := (r + d.bg[k]>>bgFrac) << bgFrac
+		cur := c << bgFrac
 		if n == 0 {
 			d.bg[k] = cur
 			d.vari[k] = 0

@@ -388,7 +388,7 @@ func TestBlockMeans(t *testing.T) {
 		}
 		d, err := NewDetector(Options{Width: tt.w, Height: tt.h, Stride: tt.stride})
 		require.NoError(t, err)
-		d.differences(frame, 0, 0, false) // the background is still zero: res holds the block means
+		d.differences(frame, 0, 0, false)
 		for by := range d.bh {
 			for bx := range d.bw {
 				sum, n := 0, 0
@@ -398,7 +398,7 @@ func TestBlockMeans(t *testing.T) {
 						n++
 					}
 				}
-				require.Equal(t, int32(sum*16/n), d.res[by*d.bw+bx], "%dx%d block %d,%d", tt.w, tt.h, bx, by)
+				require.Equal(t, int32(sum*16/n), d.cur[by*d.bw+bx], "%dx%d block %d,%d", tt.w, tt.h, bx, by)
 			}
 		}
 	}

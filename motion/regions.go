@@ -50,12 +50,14 @@ type blobs struct {
 	// Per block: the log ratio to the background (or noRatio when clipped) and the
 	// background's log.
 	lr, lb []int32
-	// lit counts down the frames since a block was last in a re-lit region; per region,
-	// litN counts its blocks lit lately. A new region mostly made of them is what is left
+	// lit is the analysis frame (now) until which a block counts as lately re-lit; per
+	// region, litN counts its blocks lit lately. A new region mostly made of them is what is left
 	// of the light as it fades (highlights that clipped leave a pattern that looks like
 	// texture).
-	lit  []uint8
+	lit  []int64
 	litN []int32
+	// now counts the frames classified, for lit.
+	now int64
 }
 
 func newBlobs(bw, bh int) blobs {
@@ -70,7 +72,7 @@ func newBlobs(bw, bh int) blobs {
 		kind: make([]uint8, nb),
 		logt: make([]int32, 256*unit),
 		lr:   make([]int32, nb), lb: make([]int32, nb),
-		lit: make([]uint8, nb), litN: make([]int32, nb),
+		lit: make([]int64, nb), litN: make([]int32, nb),
 	}
 	for v := range b.logt {
 		b.logt[v] = int32(math.Round(1024 * math.Log1p(float64(v)/unit)))
@@ -126,7 +128,7 @@ func (b *blobs) findRegions(d *Detector) {
 		}
 	}
 	b.count = 0
-	res, bg, logt := d.res, d.bg, b.logt
+	cm, bg, logt := d.cur, d.bg, b.logt
 	for _, k32 := range b.list {
 		k := int(k32)
 		bx, by := k%bw, k/bw
@@ -151,7 +153,7 @@ func (b *blobs) findRegions(d *Detector) {
 			if d.still[k] <= freshFrames {
 				b.fresh[id]++
 			}
-			if b.lit[k] > 0 {
+			if b.lit[k] >= b.now {
 				b.litN[id]++
 			}
 			b.x0[id] = min(b.x0[id], int32(bx))
@@ -159,7 +161,7 @@ func (b *blobs) findRegions(d *Detector) {
 			b.y1[id] = max(b.y1[id], int32(by+1))
 			// The log ratio of the block to its background, and the background's log.
 			bv := min(max(bg[k]>>bgFrac, 0), 255*unit)
-			cur := min(max(res[k]+bv, 0), 255*unit)
+			cur := min(max(cm[k]-bg[k]>>bgFrac+bv, 0), 255*unit)
 			if bv >= clipped || cur >= clipped {
 				b.lr[k] = noRatio
 				continue

@@ -1,5 +1,7 @@
 package motion
 
+import "math"
+
 // stabilizer measures how far the whole picture moved against the background (a camera on
 // a pole in the wind, vibration): it compares the gradients of the frame's column and row
 // sums with those of a reference taken in the background's position, within a few pixels.
@@ -132,13 +134,19 @@ func (s *stabilizer) update(sx, sy int, full bool) {
 }
 
 func shiftToward(ref, cur []int32, sh int, full bool) {
-	n := len(ref)
-	for x := max(0, -sh); x < min(n, n-sh); x++ {
-		if full {
-			ref[x] = cur[x+sh]
-		} else {
-			ref[x] += (cur[x+sh] - ref[x]) >> 4
-		}
+	n := min(len(ref), len(cur))
+	lo, hi := max(0, -sh), min(n, n-sh)
+	if lo >= hi {
+		return
+	}
+	r, c := ref[lo:hi], cur[lo+sh:hi+sh]
+	c = c[:len(r)]
+	if full {
+		copy(r, c)
+		return
+	}
+	for x, v := range c {
+		r[x] += (v - r[x]) >> 4
 	}
 }
 
@@ -152,20 +160,12 @@ func bestShift(cur, ref []int32, r int) int {
 		return 0
 	}
 	rf := ref[r : n-r]
-	sad := func(s int) int64 {
-		c := cur[r+s : n-r+s]
-		c = c[:len(rf)]
-		var sum int64
-		for i, v := range rf {
-			d := c[i] - v
-			m := d >> 31
-			sum += int64((d ^ m) - m)
-		}
-		return sum
-	}
-	sad0 := sad(0)
+	// sad is the whole sum up to below; at or above it, the sum or more.
+	sad := func(s int, below int64) int64 { return sadInt32(cur[r+s:n-r+s], rf, below) }
+	const all = math.MaxInt64
+	sad0 := sad(0, all)
 	best, bestSAD := 0, sad0
-	left, right := sad(-1), sad(1)
+	left, right := sad(-1, all), sad(1, all)
 	if 2*sad0 < min(left, right) {
 		return 0
 	}
@@ -179,7 +179,7 @@ func bestShift(cur, ref []int32, r int) int {
 		case 1:
 			v = right
 		default:
-			v = sad(s)
+			v = sad(s, bestSAD) // a sum that reaches bestSAD loses: stop there
 		}
 		if v < bestSAD {
 			best, bestSAD = s, v
@@ -190,4 +190,25 @@ func bestShift(cur, ref []int32, r int) int {
 		return 0
 	}
 	return best
+}
+
+// sadInt32 returns the sum of the absolute differences of a and b over the shorter, four
+// at a time; once the sum reaches below it returns what it has summed so far (at least
+// below).
+func sadInt32(a, b []int32, below int64) int64 {
+	var s0, s1 int64
+	for len(a) >= 4 && len(b) >= 4 {
+		d0, d1 := a[0]-b[0], a[1]-b[1]
+		d2, d3 := a[2]-b[2], a[3]-b[3]
+		s0 += int64(abs(d0)) + int64(abs(d2))
+		s1 += int64(abs(d1)) + int64(abs(d3))
+		a, b = a[4:], b[4:]
+		if len(a)&31 == 0 && s0+s1 >= below {
+			return s0 + s1
+		}
+	}
+	for i := range min(len(a), len(b)) {
+		s0 += int64(abs(a[i] - b[i]))
+	}
+	return s0 + s1
 }

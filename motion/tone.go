@@ -15,29 +15,19 @@ type toneCurve struct {
 	cnt  [toneBins]int
 	// dev counts the deviations from the curve, 1/16 grey level a bin, up to 64 grey levels.
 	dev [64 * unit]uint32
+	// The valid samples of this frame, in order: difference and background grey level.
+	sr []int32
+	sg []uint8
 }
 
 // fit computes the tone curve from d's sampled blocks and returns the median difference
 // (the frame's common shift), how many samples differ from the background, or from the
 // curve, by illumDiff or more, and the median absolute deviation from the curve, in 1/16 grey level.
 func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
-	res, bg := d.res, d.bg
 	clear(t.bins[:])
 	clear(t.all[:])
 	clear(t.cnt[:])
-	n := 0
-	for _, k := range d.sample {
-		r := res[k]
-		if r == invalid {
-			continue
-		}
-		n++
-		b := uint8(bg[k]>>bgFrac>>4) >> 5 // the background's grey level / 32
-		i := min(max((r+8)>>4, -64), 64) + 64
-		t.bins[b][i]++
-		t.all[i]++
-		t.cnt[b]++
-	}
+	n := t.gather(d.sample, d.cur, d.bg)
 	if n == 0 {
 		clear(t.lut[:])
 		return 0, 0, 0
@@ -51,31 +41,63 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 			m[b] = int32(median(t.bins[b][:], t.cnt[b])-64) * unit
 		}
 	}
+	// Flat below the middle of the first band and above that of the last, linear between
+	// the middles of neighbouring bands.
 	const width = 256 / toneBins
-	for g := range t.lut {
-		switch {
-		case g <= width/2:
-			t.lut[g] = m[0]
-		case g >= 256-width/2:
-			t.lut[g] = m[toneBins-1]
-		default:
-			p := int32(g - width/2)
-			b := p / width
-			f := p - b*width
-			t.lut[g] = (m[b]*(width-f) + m[b+1]*f) / width
+	for g := range width/2 + 1 {
+		t.lut[g] = m[0]
+	}
+	for g := 256 - width/2; g < 256; g++ {
+		t.lut[g] = m[toneBins-1]
+	}
+	for b := range toneBins - 1 {
+		lo, hi := m[b], m[b+1]
+		seg := t.lut[width/2+b*width : width/2+b*width+width]
+		for f := range seg {
+			seg[f] = (lo*(width-int32(f)) + hi*int32(f)) / width
 		}
 	}
 	clear(t.dev[:])
-	for _, k := range d.sample {
-		r := res[k]
-		if r == invalid {
+	beyond = t.deviations(n)
+	return shift, beyond, int32(median(t.dev[:], n))
+}
+
+// gather histograms the differences of the valid sampled blocks, per band of the
+// background's grey level and all together, keeps them in sr and sg (as long as the
+// sample) and returns how many.
+func (t *toneCurve) gather(sample, cur, bg []int32) int {
+	sr, sg := t.sr, t.sg
+	n := 0
+	for _, k := range sample {
+		c, bv := cur[k], bg[k]>>bgFrac
+		if c == invalid || n >= len(sr) || n >= len(sg) {
 			continue
 		}
-		e := abs(r - t.lut[uint8(bg[k]>>bgFrac>>4)])
+		r := c - bv
+		g := uint8(bv >> 4) // the background's grey level
+		sr[n], sg[n] = r, g
+		n++
+		i := uint(min(max((r+8)>>4, -64), 64) + 64)
+		if i < uint(len(t.all)) {
+			t.bins[g>>5][i]++
+			t.all[i]++
+		}
+		t.cnt[g>>5]++
+	}
+	return n
+}
+
+// deviations histograms the n gathered samples' deviations from the curve in dev and
+// returns how many differ from the background, or from the curve, by illumDiff or more.
+func (t *toneCurve) deviations(n int) (beyond int) {
+	sr, sg := t.sr[:n], t.sg[:n]
+	sg = sg[:len(sr)]
+	for j, r := range sr {
+		e := abs(r - t.lut[sg[j]])
 		if e >= illumDiff*unit || abs(r) >= illumDiff*unit {
 			beyond++
 		}
-		t.dev[min(e, int32(len(t.dev)-1))]++
+		t.dev[min(uint32(e), uint32(len(t.dev)-1))]++
 	}
-	return shift, beyond, int32(median(t.dev[:], n))
+	return beyond
 }
