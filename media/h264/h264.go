@@ -58,8 +58,8 @@ func NALUnits(stream []byte) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
 		first := indexStartCode(stream, 0)
 		if first < 0 {
-			if len(stream) > 0 {
-				yield(stream)
+			if nal := trimTrailingZeros(stream); len(nal) > 0 {
+				yield(nal) // as the lead below: zero padding alone is no NAL unit
 			}
 			return
 		}
