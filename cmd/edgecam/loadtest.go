@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -307,6 +308,13 @@ func (f *loadtestFlags) target(ctx context.Context, log *zap.Logger) (*loadtestT
 	}
 
 	dir := f.dir
+	if f.endpoint != "" {
+		// Opening a directory that is not a localcloud's would make a new CA there, which the
+		// running localcloud knows nothing of.
+		if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err != nil {
+			return nil, configError(fmt.Errorf("--dir %s has no localcloud CA (ca.pem): give the directory the running localcloud uses (edgecam localcloud --dir), or drop --dir and give --ca, --claim-cert, --claim-key and --template", dir))
+		}
+	}
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "edgecam-loadtest-localcloud-"); err != nil {

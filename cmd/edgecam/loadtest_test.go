@@ -158,6 +158,8 @@ func TestLoadtestBadFlags(t *testing.T) {
 		{"claim without endpoint", []string{"--claim-cert", "c.pem"}, "--claim-cert needs --endpoint"},
 		{"endpoint without claim", []string{"--endpoint", "example.com:8883", "--template", "t"}, "give --claim-cert and --claim-key"},
 		{"endpoint without template", []string{"--endpoint", "example.com:8883", "--claim-cert", "c", "--claim-key", "k"}, "--endpoint needs --template"},
+		{"endpoint with a directory that is no localcloud's", []string{"--endpoint", "127.0.0.1:1", "--dir", "/nonexistent/lc"}, "--dir /nonexistent/lc has no localcloud CA"},
+		{"bad serial prefix", []string{"--serial-prefix", "a/b"}, `serial prefix "a/b"`},
 		{"unreadable claim", []string{"--endpoint", "example.com:8883", "--claim-cert", "/nonexistent/c.pem", "--claim-key", "/nonexistent/k.pem", "--template", "t"}, "--claim-cert /nonexistent/c.pem"},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -107,6 +108,12 @@ type Result struct {
 // OK reports whether the device went through every phase.
 func (r Result) OK() bool { return r.Err == nil }
 
+// serialPrefixRE is what a thing name and an MQTT client ID both allow on AWS IoT.
+var serialPrefixRE = regexp.MustCompile(`^[a-zA-Z0-9:_-]+$`)
+
+// maxSerial is the longest thing name (and client ID) AWS IoT allows.
+const maxSerial = 128
+
 // Validate checks the options and says what to fix.
 func (o *Options) Validate() error {
 	var errs []error
@@ -130,6 +137,10 @@ func (o *Options) Validate() error {
 	}
 	if o.SerialPrefix == "" {
 		errs = append(errs, errors.New("no serial prefix: the devices' serial numbers need one"))
+	} else if !serialPrefixRE.MatchString(o.SerialPrefix) {
+		errs = append(errs, fmt.Errorf("serial prefix %q: use letters, digits, ':', '_' and '-' only (serial numbers name things, MQTT clients and directories)", o.SerialPrefix))
+	} else if n := len(o.SerialPrefix) + len(fmt.Sprint(o.Devices)); n > maxSerial {
+		errs = append(errs, fmt.Errorf("serial prefix %q: serial numbers would be %d characters; AWS IoT allows %d", o.SerialPrefix, n, maxSerial))
 	}
 	if o.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s: use a positive duration", o.Timeout))

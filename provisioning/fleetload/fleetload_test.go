@@ -262,6 +262,8 @@ func TestValidate(t *testing.T) {
 		{"no claim", func(o *Options) { o.ClaimCert = tls.Certificate{} }, "no claim certificate"},
 		{"no template", func(o *Options) { o.Template = "" }, "no provisioning template"},
 		{"no prefix", func(o *Options) { o.SerialPrefix = "" }, "no serial prefix"},
+		{"prefix with a path", func(o *Options) { o.SerialPrefix = "../x-" }, `serial prefix "../x-": use letters, digits`},
+		{"prefix too long", func(o *Options) { o.SerialPrefix = strings.Repeat("a", 127); o.Devices = 10 }, "would be 129 characters"},
 		{"missing state dir", func(o *Options) { o.StateDir = "/nonexistent/fleetload" }, "create it first"},
 	}
 	for _, tt := range tests {
