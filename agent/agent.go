@@ -50,6 +50,8 @@ type Agent struct {
 	// uploader in use (native or kvssink).
 	native      *nativeKVS
 	kvsUploader string
+	// kvssink is the kvssink recorder once started (set under mu), for status and metrics.
+	kvssink *kvssinkRun
 
 	webrtc    *webrtc.Server
 	motion    motionState
@@ -397,7 +399,7 @@ type Status struct {
 	Recording struct {
 		Mode     string `json:"mode"`
 		Segments int    `json:"segments"`
-		// KVSUploader is native or kvssink when recording to KVS; KVS is the native one's state.
+		// KVSUploader is native or kvssink when recording to KVS; KVS is that uploader's state.
 		KVSUploader string     `json:"kvsUploader,omitempty"`
 		KVS         *KVSStatus `json:"kvs,omitempty"`
 	} `json:"recording"`

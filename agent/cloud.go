@@ -336,6 +336,9 @@ func (l *cloudLink) startKVS(ctx context.Context, dev *device, fileReady chan st
 		return
 	}
 	a.log.Info("recording to Kinesis Video Streams", zap.String("stream", stream), zap.String("region", cfg.AWS.Region), zap.String("mode", cfg.Recording.Mode))
+	a.mu.Lock()
+	a.kvssink = &kvssinkRun{rec: rec, stream: stream}
+	a.mu.Unlock()
 	if cfg.Recording.Mode == config.RecordMotion {
 		a.mu.Lock()
 		a.gated = append(a.gated, rec)

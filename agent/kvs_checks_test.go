@@ -21,6 +21,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/testclip"
 	"github.com/edgecam/edgecam/localcloud"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -211,6 +212,23 @@ func TestKVSSinkAndNativeRecordTheSameClip(t *testing.T) {
 				list[len(list)-1].end().Format("15:04:05.000"), gap, st.BytesIngested, frames)
 			require.Equal(t, int(r.frames), frames, "GetClip holds every frame the agent captured")
 			require.WithinDuration(t, r.first, list[0].start(), time.Second, "producer timestamps are capture wall time")
+
+			// What was recorded shows in the status document and the metrics, for either uploader.
+			name, kst := r.a.kvsStatus()
+			require.Equal(t, u.uploader, name)
+			require.NotNil(t, kst, "the status document has the uploader's state")
+			require.Equal(t, u.stream, kst.Stream)
+			require.Positive(t, kst.Persisted)
+			require.Positive(t, kst.PersistedBytes)
+			if u.uploader == config.KVSUploaderKVSSink {
+				require.EqualValues(t, r.frames, kst.Frames, "every captured frame went to kvssink")
+				require.Positive(t, kst.Sessions)
+			} else {
+				require.LessOrEqual(t, kst.PersistedBytes, st.BytesIngested, "persisted cluster bytes are part of what was ingested")
+			}
+			r.a.metrics.sample(r.a)
+			require.EqualValues(t, kst.PersistedBytes, testutil.ToFloat64(r.a.metrics.RecordingBytes.WithLabelValues("kvs")),
+				"edgecam_recording_bytes_total{target=kvs} follows the uploader")
 		})
 	}
 }

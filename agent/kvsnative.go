@@ -34,7 +34,8 @@ type nativeKVS struct {
 	stopped string // why the uploader stopped for good (until its next attempt)
 }
 
-// KVSStatus is the native uploader's part of the status document.
+// KVSStatus is the KVS uploader's part of the status document: the native uploader fills
+// the connection and spool fields, kvssink its sessions, frames and errors.
 type KVSStatus struct {
 	Stream           string  `json:"stream,omitempty"`
 	Connected        bool    `json:"connected"`
@@ -47,6 +48,25 @@ type KVSStatus struct {
 	DroppedBytes     int64   `json:"droppedBytes"`
 	Skipped          uint64  `json:"skipped"`
 	LastError        string  `json:"lastError,omitempty"`
+	// PersistedBytes: native, cluster bytes KVS persisted; kvssink, bytes handed to it.
+	PersistedBytes int64 `json:"persistedBytes"`
+	// kvssink only: pipelines started (one per recording, restart or motion event), access
+	// units handed to it, ERROR acknowledgements and stream errors.
+	Sessions int    `json:"sessions,omitempty"`
+	Frames   uint64 `json:"frames,omitempty"`
+	Errors   int    `json:"errors,omitempty"`
+}
+
+// kvssinkRun is a started kvssink recorder and its stream.
+type kvssinkRun struct {
+	rec    *media.KVSSinkRecorder
+	stream string
+}
+
+func (k *kvssinkRun) status() *KVSStatus {
+	st := k.rec.Stats()
+	return &KVSStatus{Stream: k.stream, Persisted: uint64(st.Persisted), PersistedBytes: st.Bytes,
+		Sessions: st.Sessions, Frames: st.Frames, Errors: st.Errors}
 }
 
 // pickKVSUploader resolves recording.kvs.uploader: it reports whether kvssink records, and
@@ -244,6 +264,7 @@ func (n *nativeKVS) status() *KVSStatus {
 	if up != nil {
 		us := up.Stats()
 		s.Connected, s.Persisted, s.Skipped, s.LastError = us.Connected, us.Persisted, us.Skipped, us.LastError
+		s.PersistedBytes = us.PersistedBytes
 		s.UploadLagSeconds = us.UploadLag.Seconds()
 	}
 	if stopped != "" {
@@ -252,12 +273,18 @@ func (n *nativeKVS) status() *KVSStatus {
 	return s
 }
 
-// kvsStatus returns the uploader in use and, for the native one, its state.
+// kvsStatus returns the uploader in use and its state (nil before it starts).
 func (a *Agent) kvsStatus() (string, *KVSStatus) {
-	if a.native == nil {
+	if a.native != nil {
+		return a.kvsUploader, a.native.status()
+	}
+	a.mu.Lock()
+	k := a.kvssink
+	a.mu.Unlock()
+	if k == nil {
 		return a.kvsUploader, nil
 	}
-	return a.kvsUploader, a.native.status()
+	return a.kvsUploader, k.status()
 }
 
 var (

@@ -45,6 +45,7 @@ type Metrics struct {
 	mu         sync.Mutex
 	lastSubs   map[string]media.SubscriptionStats // by subscription name
 	lastViewer map[string]uint64                  // bytes sent, by viewer
+	lastKVS    int64                              // the KVS uploader's byte count at the last sample
 	files      map[string]int64                   // local segment sizes seen, by path
 	expiry     time.Time                          // the AWS credentials' expiry, zero before the first
 }
@@ -78,7 +79,7 @@ func newMetrics(a *Agent) *Metrics {
 	m := &Metrics{
 		Registry: reg,
 		RecordingBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "edgecam_recording_bytes_total", Help: "Bytes recorded, by target (local segment files, kvs upload).",
+			Name: "edgecam_recording_bytes_total", Help: "Bytes recorded, by target (local: segment files; kvs: persisted by KVS through the native uploader, or handed to kvssink).",
 		}, []string{"target"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgecam_config_reloads_total", Help: "Configuration reloads (SIGHUP) by result: live (applied while running), restart (restarted inside the process), failed (kept the running configuration).",
@@ -176,6 +177,19 @@ func (m *Metrics) sample(a *Agent) {
 	if a.recorder != nil {
 		m.sampleFiles(a.recorder.Files())
 	}
+	if _, st := a.kvsStatus(); st != nil {
+		m.sampleKVS(st.PersistedBytes)
+	}
+}
+
+// sampleKVS adds what the KVS uploader recorded since the last sample; a count that went
+// down belongs to a new uploader or recorder, which counts from 0.
+func (m *Metrics) sampleKVS(total int64) {
+	if total < m.lastKVS {
+		m.lastKVS = 0
+	}
+	m.RecordingBytes.WithLabelValues("kvs").Add(float64(total - m.lastKVS))
+	m.lastKVS = total
 }
 
 // sampleFiles counts the bytes of local segment files: each file's largest size seen. The

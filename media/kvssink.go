@@ -163,8 +163,9 @@ func FindKVSSink(dir string, candidates []string) (found string, err error) {
 type KVSSinkStats struct {
 	// Sessions counts kvssink pipelines started (one per recording, restart or motion event).
 	Sessions int
-	// Frames counts access units handed to kvssink.
+	// Frames and Bytes count the access units handed to kvssink.
 	Frames uint64
+	Bytes  int64
 	// Persisted counts PERSISTED acknowledgements; Errors counts ERROR acks and stream errors.
 	Persisted, Errors int
 	// LastAck is when the newest acknowledgement arrived; LastPersisted is the timecode of
@@ -497,6 +498,7 @@ func (r *KVSSinkRecorder) feed(ctx context.Context, sub *Subscription, src *gst.
 		}
 		r.mu.Lock()
 		r.stats.Frames++
+		r.stats.Bytes += int64(len(au.Data))
 		r.mu.Unlock()
 		if first {
 			first = false

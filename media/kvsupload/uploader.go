@@ -89,6 +89,7 @@ type UploaderStats struct {
 	Resent         uint64 // fragments sent again after a lost connection or a retryable error
 	AlreadyStored  uint64 // fragments found in KVS by ListFragments and not sent again
 	Persisted      uint64
+	PersistedBytes int64  // cluster bytes of the PERSISTED fragments
 	Skipped        uint64 // fragments KVS refused for good (logged)
 	Acks           map[string]uint64
 	Errors         map[int]uint64 // ERROR acknowledgements by ErrorId
@@ -308,6 +309,7 @@ type sent struct {
 	timecode int64
 	wall     time.Time
 	at       time.Time
+	size     int // cluster bytes
 }
 
 // conn is the state one PutMedia connection shares between its writer and its ack reader.
@@ -593,7 +595,7 @@ func (u *Uploader) write(ctx context.Context, pw *io.PipeWriter, c *conn, f Frag
 		}
 		now := u.opts.Now()
 		c.mu.Lock()
-		c.inflight = append(c.inflight, sent{seq: f.Seq, timecode: f.Timecode, wall: f.Wall, at: now})
+		c.inflight = append(c.inflight, sent{seq: f.Seq, timecode: f.Timecode, wall: f.Wall, at: now, size: len(f.Cluster)})
 		c.mu.Unlock()
 		if _, err := pw.Write(f.Cluster); err != nil {
 			return nil // the connection broke; the reader reports it
@@ -719,6 +721,7 @@ func (u *Uploader) onAck(a ack, c *conn) error {
 		}
 		u.mu.Lock()
 		u.stats.Persisted++
+		u.stats.PersistedBytes += int64(s.size)
 		u.stats.LastPersisted = s.wall
 		delete(u.retries, s.seq)
 		u.mu.Unlock()
