@@ -51,6 +51,13 @@ dry-run: build testdata kvssink
 test: deps testdata kvssink systemd-check
 	$(GO) test $(TESTFLAGS) ./...
 
+# The fault suite alone (README "Fault suite"): the TestFault* tests and the older fault
+# tests the table names. make test runs them too.
+FAULT_TESTS := ^(TestFault.*|TestMotionEventsSurviveOutageAndRestart|TestSignalingReconnects|TestLiveViewAfterLocalcloudRestart|TestAgentKVSResumesAfterLocalcloudRestart|TestKill9DuringRecording|TestDiskFullMidSegment|TestOpenSegmentPlaysAfterPowerCut|TestKVSCredentialFileSurvivesClockSteps|TestJanitorSurvivesClockSteps)$$
+.PHONY: test-faults
+test-faults: deps testdata kvssink
+	$(GO) test $(TESTFLAGS) -run '$(FAULT_TESTS)' ./agent/ ./cmd/edgecam/ ./media/ ./provisioning/
+
 # The service unit: systemd-analyze verify must be silent and the offline security exposure
 # at most 2.5 (printed). Works without systemd as PID 1.
 systemd-check: deps

@@ -11,10 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +29,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -441,4 +446,99 @@ func TestFaultClockStepDuringRun(t *testing.T) {
 		firstKeyframe(t, v, 15*time.Second)
 		t.Logf("step %d (%s): a viewer played %s after the reconnect began", i+1, step, time.Since(cut).Round(time.Millisecond))
 	}
+}
+
+// smallDisk mounts a tmpfs of size bytes on a new directory (root only; skips otherwise).
+func smallDisk(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir
+}
+
+// segments lists the recordings' files in dir (the ballast left out), oldest first.
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range ents {
+		if e.Name() != "ballast" && !e.IsDir() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// framesUpToCut counts the frames ffprobe decodes in a file that may have been cut short
+// (Matroska written through plays up to its last complete part).
+func framesUpToCut(t *testing.T, path string) int {
+	t.Helper()
+	out, _ := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path).CombinedOutput()
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	n, err := strconv.Atoi(strings.TrimSpace(lines[len(lines)-1]))
+	require.NoError(t, err, "ffprobe %s: %s", path, out)
+	for _, l := range lines[:len(lines)-1] {
+		require.Contains(t, l, "File ended prematurely", "ffprobe %s: only the cut may be wrong: %s", path, out)
+	}
+	return n
+}
+
+// TestFaultDiskFull: another program fills the recordings' file system while the agent
+// records (a segment is open). The README's promise: recordings never fill the disk — the
+// janitor deletes the oldest, and with nothing left to delete recording pauses (and says
+// so) while the camera, live view and the agent go on; the file cut short is deleted when
+// it holds no frame; when space comes back recording resumes by itself, in playable files.
+func TestFaultDiskFull(t *testing.T) {
+	dir := smallDisk(t, 16<<20)
+	cfg := testConfig(t)
+	cfg.Motion.Enabled = false
+	cfg.Recording.Mode = config.RecordContinuous
+	cfg.Recording.Local.Dir = dir
+	cfg.Recording.Local.MinFreeBytes = 1 << 20 // raised to two segments by the janitor
+	require.Empty(t, cfg.Validate())
+	core, logs := observer.New(zap.InfoLevel)
+	a, err := New(Options{Config: cfg, Log: zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Core()))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool { return len(segments(t, dir)) >= 2 }, 30*time.Second, 50*time.Millisecond, "recording")
+
+	// The disk fills up, to the last byte, mid-segment.
+	ballast, err := os.Create(filepath.Join(dir, "ballast"))
+	require.NoError(t, err)
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := ballast.Write(chunk); err != nil {
+			require.ErrorIs(t, err, syscall.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, ballast.Close())
+	full := time.Now()
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("recording paused").Len() > 0 }, 30*time.Second, 50*time.Millisecond,
+		"with nothing left to delete, recording pauses and says so")
+	frames := a.Frames()
+	require.Eventually(t, func() bool { return a.Frames() > frames+30 }, 10*time.Second, 20*time.Millisecond, "the camera goes on while recording pauses")
+	for _, f := range segments(t, dir) {
+		require.Positive(t, framesUpToCut(t, f), "what is left on the full disk plays: %s", f)
+	}
+
+	// Space comes back: recording resumes by itself in new, playable files.
+	require.NoError(t, os.Remove(filepath.Join(dir, "ballast")))
+	freed := time.Now()
+	before := segments(t, dir)
+	require.Eventually(t, func() bool {
+		now := segments(t, dir)
+		return len(now) >= 2 && !slices.Contains(before, now[len(now)-2])
+	}, 75*time.Second, 50*time.Millisecond, "new segments once space came back (the janitor looks every 30 s; before %v)", before)
+	now := segments(t, dir)
+	require.Positive(t, probeFrames(t, now[len(now)-2]), "the first new segment plays")
+	t.Logf("disk full %s; paused; space back after %s; recording again %s after", full.Format("15:04:05.000"), freed.Sub(full).Round(time.Millisecond), time.Since(freed).Round(time.Millisecond))
 }
