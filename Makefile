@@ -109,5 +109,14 @@ FUZZTIME   ?= 1m
 fuzz: deps
 	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) scripts/fuzz.sh
 
+# Soak (not in make test): the built agent for SOAK_DURATION against localcloud with viewers
+# joining and leaving, motion, credential rotation and a localcloud restart; samples.csv,
+# soak.svg and verdict.txt in out/soak/ (internal/soak; the ball clip is generated if missing).
+# Exits non-zero on FAIL.
+SOAK_DURATION ?= 30m
+.PHONY: soak
+soak: build
+	$(GO) run ./scripts/soak -agent bin/edgecam -duration $(SOAK_DURATION) -out out/soak
+
 clean:
 	rm -rf bin out dist $(CLIPS)
