@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -121,13 +122,17 @@ func runJob(ctx context.Context, j job, logPath string) outcome {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "$ %s\n", j.Command())
+	// The log follows the run as it goes (tail -f out/bench/ID.log).
 	if j.Suite {
-		cmd.Stdout, cmd.Stderr = &stdout, logf // the JSON alone on stdout
+		cmd.Stdout, cmd.Stderr = &stdout, logf // the JSON alone on stdout, into the log at the end
 	} else {
-		cmd.Stdout, cmd.Stderr = &stdout, &stdout
+		w := io.MultiWriter(&stdout, logf)
+		cmd.Stdout, cmd.Stderr = w, w
 	}
 	runErr := cmd.Run()
-	_, _ = logf.Write(stdout.Bytes())
+	if j.Suite {
+		_, _ = logf.Write(stdout.Bytes())
+	}
 	o := outcome{Notes: map[string]string{}}
 	if j.Suite {
 		if runErr == nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -147,14 +148,16 @@ func number(v float64) string {
 		a = -a
 	}
 	switch {
-	case a == 0:
-		return "0"
+	case v == math.Trunc(v) && a < 1e15: // counts (allocs, fsyncs) and whole figures
+		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	case a >= 1:
 		return strconv.FormatFloat(v, 'f', 2, 64)
+	case a >= 0.001:
+		return strconv.FormatFloat(v, 'f', 3, 64)
 	default:
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
