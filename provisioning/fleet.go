@@ -167,22 +167,31 @@ func (x *exchange) call(ctx context.Context, op, topic string, req, resp any, op
 		case <-timer.C:
 			return fmt.Errorf("%s: %w within %s on %s/accepted or /rejected", op, errNoAnswer, x.timeout, topic)
 		case m := <-x.replies:
-			switch m.Topic {
-			case topic + "/accepted":
-				if err := json.Unmarshal(m.Payload, resp); err != nil {
-					return fmt.Errorf("%s: unreadable answer: %w", op, err)
-				}
-				return nil
-			case topic + "/rejected":
-				rej := &RejectedError{Operation: op}
-				if err := json.Unmarshal(m.Payload, rej); err != nil {
-					return fmt.Errorf("%s rejected with an unreadable answer %q", op, m.Payload)
-				}
-				rej.Hint = hint(op, rej, opts)
-				return rej
+			if answered, err := decodeReply(op, topic, m, resp, opts); answered {
+				return err
 			}
 		}
 	}
+}
+
+// decodeReply reads a reply to the request published on topic: accepted answers are decoded
+// into resp, rejected ones become a *RejectedError. answered is false for another topic.
+func decodeReply(op, topic string, m iot.Message, resp any, opts FleetOptions) (answered bool, err error) {
+	switch m.Topic {
+	case topic + "/accepted":
+		if err := json.Unmarshal(m.Payload, resp); err != nil {
+			return true, fmt.Errorf("%s: unreadable answer: %w", op, err)
+		}
+		return true, nil
+	case topic + "/rejected":
+		rej := &RejectedError{Operation: op}
+		if err := json.Unmarshal(m.Payload, rej); err != nil {
+			return true, fmt.Errorf("%s rejected with an unreadable answer %q", op, m.Payload)
+		}
+		rej.Hint = hint(op, rej, opts)
+		return true, rej
+	}
+	return false, nil
 }
 
 type createAnswer struct {
