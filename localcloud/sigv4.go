@@ -182,7 +182,7 @@ func (v *sigV4Verifier) verifyPresign(r *http.Request) (string, *awsError) {
 	expires := maxPresignExpiry
 	if s := q.Get("X-Amz-Expires"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 || time.Duration(n)*time.Second > maxPresignExpiry {
+		if err != nil || n <= 0 || int64(n) > int64(maxPresignExpiry/time.Second) { // compared in seconds: n·1e9 may overflow
 			return "", authError("IncompleteSignatureException", "X-Amz-Expires must be a number of seconds from 1 to 604800")
 		}
 		expires = time.Duration(n) * time.Second

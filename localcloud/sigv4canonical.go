@@ -26,8 +26,8 @@ import (
 // signatureMatches reports whether got is the signature of r signed at signedAt with creds,
 // over signedHeaders ("a;b;c", as in the Authorization header) and payloadHash.
 func signatureMatches(r *http.Request, creds aws.Credentials, sc scope, signedAt time.Time, signedHeaders, payloadHash, got string) bool {
-	for _, host := range hostsToTry(r.Host) {
-		canonical := canonicalRequest(r, host, signedHeaders, payloadHash)
+	for _, variant := range hostsAndFoldsToTry(r, signedHeaders) {
+		canonical := canonicalRequest(r, variant.host, signedHeaders, payloadHash, variant.tabs)
 		sum := sha256.Sum256([]byte(canonical))
 		credScope := sc.date + "/" + sc.region + "/" + sc.service + "/aws4_request"
 		toSign := sigV4Algorithm + "\n" + signedAt.UTC().Format(amzDateFormat) + "\n" + credScope + "\n" + hex.EncodeToString(sum[:])
@@ -41,6 +41,47 @@ func signatureMatches(r *http.Request, creds aws.Credentials, sc scope, signedAt
 		}
 	}
 	return false
+}
+
+// signingVariant is one way a client may have built its canonical request.
+type signingVariant struct {
+	host string
+	tabs bool
+}
+
+// hostsAndFoldsToTry: each Host of hostsToTry; and where a signed header value holds a tab,
+// both foldings clients use: aws-sdk-go-v2 (and SigV4's text) fold runs of spaces only,
+// AWS's JavaScript SDK folds every run of white space.
+func hostsAndFoldsToTry(r *http.Request, signedHeaders string) []signingVariant {
+	tabs := false
+	for _, name := range strings.Split(signedHeaders, ";") {
+		for _, v := range r.Header.Values(name) {
+			tabs = tabs || strings.ContainsAny(v, "\t\r\n\v\f")
+		}
+	}
+	var out []signingVariant
+	for _, h := range hostsToTry(r.Host) {
+		out = append(out, signingVariant{host: h})
+		if tabs {
+			out = append(out, signingVariant{host: h, tabs: true})
+		}
+	}
+	return out
+}
+
+// foldSpaces replaces every run of spaces with one space.
+func foldSpaces(s string) string {
+	if !strings.Contains(s, "  ") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' && i > 0 && s[i-1] == ' ' {
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // hostsToTry is the Host as sent and, when it has a port, the host alone.
@@ -61,17 +102,19 @@ func hmacSHA256(key []byte, data string) []byte {
 }
 
 // canonicalRequest is SigV4's canonical request of r.
-func canonicalRequest(r *http.Request, host, signedHeaders, payloadHash string) string {
+func canonicalRequest(r *http.Request, host, signedHeaders, payloadHash string, foldTabs bool) string {
 	var b strings.Builder
 	b.WriteString(r.Method + "\n")
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	b.WriteString(path + "\n")
+	// Every service but S3 URI-encodes the path once more (AWS's SigV4 rules, and
+	// aws-sdk-go-v2's signer): "/a%20b" is signed as "/a%2520b".
+	b.WriteString(sigV4EscapePath(path) + "\n")
 	b.WriteString(canonicalQuery(r.URL.RawQuery) + "\n")
 	for _, name := range strings.Split(signedHeaders, ";") {
-		b.WriteString(name + ":" + canonicalHeaderValue(r, name, host) + "\n")
+		b.WriteString(name + ":" + canonicalHeaderValue(r, name, host, foldTabs) + "\n")
 	}
 	b.WriteString("\n" + signedHeaders + "\n" + payloadHash)
 	return b.String()
@@ -79,7 +122,7 @@ func canonicalRequest(r *http.Request, host, signedHeaders, payloadHash string) 
 
 // canonicalHeaderValue is a header's values, trimmed, spaces folded, joined with commas.
 // Go's server moves Host, Content-Length and Transfer-Encoding out of r.Header.
-func canonicalHeaderValue(r *http.Request, name, host string) string {
+func canonicalHeaderValue(r *http.Request, name, host string, foldTabs bool) string {
 	var values []string
 	switch name {
 	case "host":
@@ -98,7 +141,11 @@ func canonicalHeaderValue(r *http.Request, name, host string) string {
 		values = r.Header.Values(name)
 	}
 	for i, v := range values {
-		values[i] = strings.Join(strings.Fields(v), " ")
+		if foldTabs {
+			values[i] = strings.Join(strings.Fields(v), " ")
+		} else {
+			values[i] = foldSpaces(strings.TrimSpace(v))
+		}
 	}
 	return strings.Join(values, ",")
 }
@@ -120,6 +167,15 @@ func canonicalQuery(raw string) string {
 	}
 	sort.Strings(pairs)
 	return strings.Join(pairs, "&")
+}
+
+// sigV4EscapePath is sigV4Escape for a path: its slashes stay.
+func sigV4EscapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		parts[i] = sigV4Escape(s)
+	}
+	return strings.Join(parts, "/")
 }
 
 // sigV4Escape percent-encodes everything but A-Z a-z 0-9 - _ . ~.
