@@ -98,12 +98,27 @@ func (c *Client) ICEServers(ctx context.Context, t Target) ([]ICEServer, error) 
 	}
 	var servers []ICEServer
 	for _, s := range out.IceServerList {
-		servers = append(servers, ICEServer{URLs: s.Uris, Username: s.Username, Credential: s.Password, TTL: time.Duration(s.TTL) * time.Second})
+		servers = append(servers, ICEServer{URLs: s.Uris, Username: s.Username, Credential: s.Password, TTL: iceTTL(s.TTL)})
 	}
 	if !c.opts.DisableSTUN {
 		servers = append(servers, ICEServer{URLs: []string{c.opts.STUNURL}})
 	}
 	return servers, nil
+}
+
+// maxICETTL bounds a TURN TTL (AWS gives 300 s): a larger one is taken as this, so that the
+// refresh schedule, computed from it, cannot overflow.
+const maxICETTL = 24 * time.Hour
+
+// iceTTL converts the answer's Ttl (seconds); a negative one is unknown (zero).
+func iceTTL(seconds int64) time.Duration {
+	switch {
+	case seconds <= 0:
+		return 0
+	case seconds > int64(maxICETTL/time.Second):
+		return maxICETTL
+	}
+	return time.Duration(seconds) * time.Second
 }
 
 // postSigned sends a SigV4-signed JSON POST, signed at the corrected time.
