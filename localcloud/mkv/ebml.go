@@ -186,13 +186,37 @@ func (er *elementReader) body(h Header, max int64) ([]byte, error) {
 	if h.Size > max {
 		return nil, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X of %d bytes is larger than the %d allowed", uint32(h.ID), h.Size, max)}
 	}
-	buf := make([]byte, h.Size)
-	n, err := io.ReadFull(er.r, buf)
-	er.off += int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
+	buf, err := readAppend(er.r, nil, h.Size)
+	er.off += int64(len(buf))
 	return buf, err
+}
+
+// firstRead is the most memory an element's announced size reserves before its bytes
+// arrive; the buffer then grows with the data, so a hostile size costs nothing until it is sent.
+const firstRead = 1 << 20
+
+// readAppend appends n bytes from r to b, growing b as they arrive. A stream that ends
+// first gives io.ErrUnexpectedEOF.
+func readAppend(r io.Reader, b []byte, n int64) ([]byte, error) {
+	if free := int64(cap(b) - len(b)); free < min(n, firstRead) {
+		b = append(make([]byte, 0, int64(len(b))+min(n, firstRead)), b...)
+	}
+	for n > 0 {
+		if len(b) == cap(b) {
+			b = append(b[:cap(b)], make([]byte, min(n, int64(cap(b))))...)[:len(b)]
+		}
+		chunk := min(n, int64(cap(b)-len(b)))
+		m, err := io.ReadFull(r, b[len(b):len(b)+int(chunk)])
+		b = b[:len(b)+m]
+		n -= int64(m)
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // element reads the body of h (a known size, at most max bytes) into one buffer with a
@@ -204,14 +228,10 @@ func (er *elementReader) element(h Header, max int64) (raw, body []byte, err err
 	if h.Size > max {
 		return nil, nil, &FormatError{Offset: h.Offset, Msg: fmt.Sprintf("element 0x%X of %d bytes is larger than the %d allowed", uint32(h.ID), h.Size, max)}
 	}
-	raw = AppendHeader(make([]byte, 0, h.Size+12), h.ID, h.Size)
+	raw = AppendHeader(make([]byte, 0, min(h.Size, firstRead)+12), h.ID, h.Size)
 	hl := len(raw)
-	raw = raw[:hl+int(h.Size)]
-	n, err := io.ReadFull(er.r, raw[hl:])
-	er.off += int64(n)
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
+	raw, err = readAppend(er.r, raw, h.Size)
+	er.off += int64(len(raw) - hl)
 	return raw, raw[hl:], err
 }
 
