@@ -89,11 +89,13 @@ func TestFaultRTSPSourceFlaps10Times(t *testing.T) {
 	require.GreaterOrEqual(t, value(t, fams, "edgecam_video_pipeline_restarts_total"), float64(flaps), "so does /metrics")
 
 	// Nothing kept per restart: nine more cycles add fewer goroutines and descriptors than
-	// one each would (some slack for pion's and the HTTP client's own coming and going).
+	// one each would (some slack for pion's, gortsplib's and the HTTP client's own coming
+	// and going: up to +3 seen).
 	require.Eventually(t, func() bool {
-		return runtime.NumGoroutine() <= goroutines+4 && openFDs(t) <= fds+4
+		return runtime.NumGoroutine() <= goroutines+6 && openFDs(t) <= fds+6
 	}, 15*time.Second, 100*time.Millisecond, "goroutines %d → %d, file descriptors %d → %d over %d restarts",
 		goroutines, runtime.NumGoroutine(), fds, openFDs(t), flaps-1)
+	t.Logf("over %d restarts: goroutines %d → %d, file descriptors %d → %d", flaps-1, goroutines, runtime.NumGoroutine(), fds, openFDs(t))
 
 	v2, err := dialViewer(t, cloud, "after-the-flaps")
 	require.NoError(t, err)
