@@ -3,6 +3,7 @@ package localcloud
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,4 +82,35 @@ func TestRegistryGroupCommit(t *testing.T) {
 		require.Equal(t, StatusActive, c.Status)
 		require.Equal(t, []string{fmt.Sprintf("thing-%d", i)}, c.Things)
 	}
+}
+
+// BenchmarkRegistryProvision measures what fleet provisioning asks of the registry per device
+// (a new certificate, then its thing) with 2000 devices registered already and 64
+// provisioning at once.
+func BenchmarkRegistryProvision(b *testing.B) {
+	r, err := openRegistry(filepath.Join(b.TempDir(), "registry.json"))
+	require.NoError(b, err)
+	pem := "-----BEGIN CERTIFICATE-----\n" + strings.Repeat("MIIBszCCAVmgAwIBAgIQ", 30) + "\n-----END CERTIFICATE-----\n"
+	r.mu.Lock()
+	for i := range 2000 {
+		id, thing := fmt.Sprintf("%064d", i), fmt.Sprintf("thing-%d", i)
+		r.Certs[id] = &CertRecord{ID: id, PEM: pem, Status: StatusActive, Things: []string{thing}}
+		r.Things[thing] = &Thing{Name: thing, Attributes: map[string]string{"SerialNumber": thing}, Certificates: []string{id}}
+	}
+	r.mu.Unlock()
+	var n atomic.Int64
+	b.SetParallelism(32) // 64 goroutines on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			id, thing := fmt.Sprintf("new-%060d", i), fmt.Sprintf("new-thing-%d", i)
+			if err := r.addCert(CertRecord{ID: id, PEM: pem, Status: StatusPendingActivation}); err != nil {
+				b.Fatal(err)
+			}
+			if err := r.registerThing(thing, id, map[string]string{"SerialNumber": thing}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
