@@ -518,7 +518,11 @@ func (d *Detector) classify(shift, thr int32) {
 	d.blobs.now++
 	lut := &d.tone.lut
 	for _, sp := range d.runs {
-		testBlocks(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to], lut, thr)
+		if d.tone.flat {
+			testBlocksFlat(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to], lut[0], thr)
+		} else {
+			testBlocks(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to], lut, thr)
+		}
 	}
 	cand := marked(d.blobs.list[:0], changed)
 	// Learn at the full rate, the flicker too away from moving regions: half the blocks
@@ -572,11 +576,26 @@ func (d *Detector) classify(shift, thr int32) {
 // learns, below, costs more than the two.)
 func testBlocks(cur, bs, vs []int32, cs []uint8, lut *[256]int32, thr int32) {
 	bs, vs, cs = bs[:len(cur)], vs[:len(cur)], cs[:len(cur)]
+	span := uint32(2 * thr)
 	for k, c := range cur {
 		bv := bs[k] >> bgFrac
 		// An invalid block's mean is about −2³⁰: it becomes a candidate, sorted out later.
 		e := c - bv - lut[uint8(bv>>4)] // bv is a block mean, 0 to 255·16
-		if abs(e) > thr && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
+		// |e| > thr in one comparison (thr > 0, and an invalid block's e wraps far above).
+		if uint32(e+thr) > span && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
+			cs[k] = 1
+		}
+	}
+}
+
+// testBlocksFlat is testBlocks for a flat tone curve, shift at every grey level (no
+// change of exposure or light, the usual frame).
+func testBlocksFlat(cur, bs, vs []int32, cs []uint8, shift, thr int32) {
+	bs, vs, cs = bs[:len(cur)], vs[:len(cur)], cs[:len(cur)]
+	span := uint32(2 * thr)
+	for k, c := range cur {
+		e := c - bs[k]>>bgFrac - shift
+		if uint32(e+thr) > span && int64(e)*int64(e) > flickerSigmas2*int64(vs[k])<<varShift {
 			cs[k] = 1
 		}
 	}

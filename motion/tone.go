@@ -10,6 +10,7 @@ const toneBins = 8
 // zero for the bright blocks, which a single shift would leave as changed.
 type toneCurve struct {
 	lut  [256]int32 // the expected difference, 1/16 grey level, per background grey level
+	flat bool       // every entry of lut is the same
 	bins [toneBins][129]uint32
 	all  [129]uint32 // every sample, 1 grey level a bin
 	cnt  [toneBins]int
@@ -30,6 +31,7 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 	n := t.gather(d.sample, d.cur, d.bg)
 	if n == 0 {
 		clear(t.lut[:])
+		t.flat = true
 		return 0, 0, 0
 	}
 	shift = int32(median(t.all[:], n)-64) * unit
@@ -43,6 +45,10 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 	}
 	// Flat below the middle of the first band and above that of the last, linear between
 	// the middles of neighbouring bands.
+	t.flat = true
+	for _, v := range m {
+		t.flat = t.flat && v == m[0]
+	}
 	const width = 256 / toneBins
 	for g := range width/2 + 1 {
 		t.lut[g] = m[0]
