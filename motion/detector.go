@@ -589,7 +589,10 @@ func testBlocks(cur, bs, vs []int32, cs []uint8, lut *[256]int32, thr int32) {
 }
 
 // testBlocksFlat is testBlocks for a flat tone curve, shift at every grey level (no
-// change of exposure or light, the usual frame).
+// change of exposure or light, the usual frame). Inlined into classify, its loop would
+// share classify's registers and spill.
+//
+//go:noinline
 func testBlocksFlat(cur, bs, vs []int32, cs []uint8, shift, thr int32) {
 	bs, vs, cs = bs[:len(cur)], vs[:len(cur)], cs[:len(cur)]
 	span := uint32(2 * thr)
