@@ -61,31 +61,37 @@ func (c checkerProbe) DecoderWorks(element string) error { return c.broken[eleme
 
 func TestResolveDecoder(t *testing.T) {
 	sw := map[string]bool{"avdec_h264": true}
-	pi := map[string]bool{"avdec_h264": true, "v4l2h264dec": true}
+	swOpen := map[string]bool{"avdec_h264": true, "openh264dec": true}
+	pi := map[string]bool{"avdec_h264": true, "v4l2h264dec": true, "openh264dec": true}
 	rk := map[string]bool{"avdec_h264": true, "v4l2slh264dec": true}
 	tests := []struct {
 		name     string
 		kind     string
 		probe    Probe
+		lowRes   bool   // a substream
 		want     string // element; empty: an error
 		wantKind string
 		wantErr  string
 		reason   string
 	}{
-		{"auto without hardware", DecodeAuto, fakeProbe{elements: sw}, "avdec_h264", DecodeSoftware, "", "no hardware H.264 decoder"},
-		{"auto on a Pi", DecodeAuto, fakeProbe{elements: pi}, "v4l2h264dec", DecodeV4L2, "", "hardware decoder v4l2h264dec"},
-		{"auto on a stateless decoder", DecodeAuto, fakeProbe{elements: rk}, "v4l2slh264dec", DecodeV4L2, "", ""},
+		{"auto without hardware", DecodeAuto, fakeProbe{elements: sw}, false, "avdec_h264", DecodeSoftware, "", "no hardware H.264 decoder"},
+		{"auto without hardware, main stream", DecodeAuto, fakeProbe{elements: swOpen}, false, "avdec_h264", DecodeSoftware, "", "no hardware H.264 decoder"},
+		{"auto without hardware, substream", DecodeAuto, fakeProbe{elements: swOpen}, true, "openh264dec", DecodeSoftware, "", "openh264dec for a low-resolution substream"},
+		{"auto without hardware or openh264, substream", DecodeAuto, fakeProbe{elements: sw}, true, "avdec_h264", DecodeSoftware, "", ""},
+		{"auto on a Pi", DecodeAuto, fakeProbe{elements: pi}, false, "v4l2h264dec", DecodeV4L2, "", "hardware decoder v4l2h264dec"},
+		{"auto on a Pi, substream", DecodeAuto, fakeProbe{elements: pi}, true, "v4l2h264dec", DecodeV4L2, "", ""},
+		{"auto on a stateless decoder", DecodeAuto, fakeProbe{elements: rk}, false, "v4l2slh264dec", DecodeV4L2, "", ""},
 		{"auto with a broken hardware decoder", DecodeAuto, checkerProbe{fakeProbe{elements: pi}, map[string]error{"v4l2h264dec": errors.New("device busy")}},
-			"avdec_h264", DecodeSoftware, "", "failed its test picture: [v4l2h264dec: device busy]"},
-		{"software on a Pi", DecodeSoftware, fakeProbe{elements: pi}, "avdec_h264", DecodeSoftware, "", "media.analysis.decoder software"},
-		{"v4l2 on a Pi", DecodeV4L2, fakeProbe{elements: pi}, "v4l2h264dec", DecodeV4L2, "", ""},
-		{"v4l2 without hardware", DecodeV4L2, fakeProbe{elements: sw}, "", "", "media.analysis.decoder v4l2: no V4L2 H.264 decoder here", ""},
+			false, "avdec_h264", DecodeSoftware, "", "failed its test picture: [v4l2h264dec: device busy]"},
+		{"software on a Pi", DecodeSoftware, fakeProbe{elements: pi}, false, "avdec_h264", DecodeSoftware, "", "media.analysis.decoder software"},
+		{"v4l2 on a Pi", DecodeV4L2, fakeProbe{elements: pi}, false, "v4l2h264dec", DecodeV4L2, "", ""},
+		{"v4l2 without hardware", DecodeV4L2, fakeProbe{elements: sw}, false, "", "", "media.analysis.decoder v4l2: no V4L2 H.264 decoder here", ""},
 		{"v4l2 broken", DecodeV4L2, checkerProbe{fakeProbe{elements: pi}, map[string]error{"v4l2h264dec": errors.New("no firmware")}},
-			"", "", "the hardware decoder does not decode ([v4l2h264dec: no firmware]); use auto or software", ""},
+			false, "", "", "the hardware decoder does not decode ([v4l2h264dec: no firmware]); use auto or software", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := ResolveDecoder(tt.kind, tt.probe)
+			d, err := ResolveDecoder(tt.kind, tt.probe, tt.lowRes)
 			if tt.wantErr != "" {
 				require.ErrorContains(t, err, tt.wantErr)
 				return
@@ -102,9 +108,12 @@ func TestResolveDecoder(t *testing.T) {
 func TestCheckDecoder(t *testing.T) {
 	require.NoError(t, CheckDecoder("avdec_h264"))
 	require.Error(t, CheckDecoder("jpegdec"), "a decoder of something else decodes no H.264")
-	d, err := ResolveDecoder(DecodeAuto, gst.Probe{})
+	d, err := ResolveDecoder(DecodeAuto, gst.Probe{}, false)
 	require.NoError(t, err)
 	require.Equal(t, "avdec_h264", d.Element, "this machine has no hardware decoder")
+	if gst.HasElement("openh264dec") {
+		require.NoError(t, CheckDecoder("openh264dec"))
+	}
 }
 
 // TestPlanAnalysisSource: with a separate analysis source the capture pipeline has no
@@ -162,7 +171,7 @@ func TestAnalysisSourceSubstream(t *testing.T) {
 	require.NoError(t, srv.Start())
 	defer srv.Stop()
 
-	d, err := ResolveDecoder(DecodeAuto, gst.Probe{})
+	d, err := ResolveDecoder(DecodeAuto, gst.Probe{}, true)
 	require.NoError(t, err)
 	s, err := NewAnalysisSource(AnalysisSourceOptions{URI: srv.URL(), Width: 320, Height: 180, Framerate: 5, Decoder: d,
 		StallTimeout: time.Second, MaxBackoff: 2 * time.Second})

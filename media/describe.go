@@ -119,7 +119,7 @@ func ResolvePlan(m config.Media, probe Probe) (Plan, error) {
 		return p, errors.New("libcamerasrc is not installed: install gstreamer1.0-libcamera (Raspberry Pi OS) or use media.source.kind v4l2")
 	}
 	if p.needsDecoder() {
-		d, err := ResolveDecoder(m.Analysis.Decoder, probe)
+		d, err := ResolveDecoder(m.Analysis.Decoder, probe, m.Analysis.Source != "")
 		if err != nil {
 			return p, err
 		}
