@@ -257,6 +257,9 @@ func (s *Source) runOnce(ctx context.Context) error {
 		ReadTimeout: max(s.opts.StallTimeout, 5*time.Second),
 		// gortsplib counts lost packets; the depacketizer sees the gaps itself.
 		OnPacketsLost: func(uint64) {},
+		OnTransportSwitch: func(err error) {
+			s.log.Info("RTSP transport switched", zap.String("reason", config.RedactURL(err.Error())))
+		},
 		OnDecodeError: func(err error) {
 			s.log.Debug("RTP packet not read", zap.String("reason", config.RedactURL(err.Error())))
 		},
