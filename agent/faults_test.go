@@ -544,3 +544,32 @@ func TestFaultDiskFull(t *testing.T) {
 	require.Positive(t, probeFrames(t, now[len(now)-2]), "the first new segment plays")
 	t.Logf("disk full %s; paused; space back after %s; recording again %s after", full.Format("15:04:05.000"), freed.Sub(full).Round(time.Millisecond), time.Since(freed).Round(time.Millisecond))
 }
+
+// TestFaultSignalingCutAndGoAway: the signaling WebSocket is cut (no close frame), then the
+// service sends GO_AWAY (it closes the old connection a minute later, as AWS does). The
+// README's promise: the master reconnects at once each time (edgecam_signaling_reconnects_total
+// counts it) — on GO_AWAY before the service closes the old connection — and a new viewer
+// plays.
+func TestFaultSignalingCutAndGoAway(t *testing.T) {
+	cloud, a := liveAgent(t, func(c *config.Config) { c.Motion.Enabled = false })
+	reconnects := func() float64 { return value(t, scrape(t, a.MetricsAddr()), "edgecam_signaling_reconnects_total") }
+	for _, tc := range []struct {
+		name    string
+		disrupt func() error
+	}{
+		{"socket cut", func() error { return cloud.DropSignalingMaster(liveThing) }},
+		{"GO_AWAY", func() error { return cloud.SignalingGoAway(liveThing) }},
+	} {
+		before := reconnects()
+		start := time.Now()
+		require.NoError(t, tc.disrupt())
+		require.Eventually(t, func() bool {
+			m, _ := cloud.SignalingPeers(liveThing)
+			return m && reconnects() > before
+		}, 10*time.Second, 20*time.Millisecond, "%s: the master connects again at once", tc.name)
+		v, err := dialViewer(t, cloud, "after-"+strings.ReplaceAll(tc.name, " ", "-"))
+		require.NoError(t, err)
+		firstKeyframe(t, v, 15*time.Second)
+		t.Logf("%s: reconnected and a new viewer played %s after it", tc.name, time.Since(start).Round(time.Millisecond))
+	}
+}
