@@ -7,7 +7,7 @@ import (
 )
 
 // AnalysisDecoders are the allowed values of media.analysis.decoder.
-var AnalysisDecoders = []string{DecoderAuto, DecoderSoftware, DecoderV4L2}
+var AnalysisDecoders = []string{DecoderAuto, DecoderSoftware, DecoderOpenH264, DecoderV4L2}
 
 // validateAnalysisSource checks media.analysis.source: empty (the main stream), an RTSP URL,
 // a video file or a V4L2 device.

@@ -51,7 +51,7 @@ func TestAnalysisDecoderValidation(t *testing.T) {
 	for _, tt := range []struct {
 		decoder string
 		ok      bool
-	}{{"auto", true}, {"software", true}, {"v4l2", true}, {"ffmpeg", false}, {"", false}} {
+	}{{"auto", true}, {"software", true}, {"openh264", true}, {"v4l2", true}, {"ffmpeg", false}, {"", false}} {
 		t.Run(tt.decoder, func(t *testing.T) {
 			cfg := Default()
 			cfg.Media.Analysis.Decoder = tt.decoder
@@ -62,7 +62,7 @@ func TestAnalysisDecoderValidation(t *testing.T) {
 			}
 			require.Len(t, ps, 1)
 			require.Equal(t, "media.analysis.decoder", ps[0].Key)
-			require.Contains(t, ps[0].Msg, "use one of auto, software, v4l2")
+			require.Contains(t, ps[0].Msg, "use one of auto, software, openh264, v4l2")
 		})
 	}
 }

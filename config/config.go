@@ -258,7 +258,8 @@ type Analysis struct {
 	// runs a separate small pipeline for them. Its password is redacted.
 	Source string `yaml:"source" redact:"url"`
 	// Decoder decodes H.264 for analysis: auto (the hardware decoder when it works, else
-	// software), software (avdec_h264) or v4l2 (v4l2h264dec or v4l2slh264dec).
+	// software), software (avdec_h264), openh264 (openh264dec) or v4l2 (v4l2h264dec or
+	// v4l2slh264dec).
 	Decoder string `yaml:"decoder"`
 }
 
@@ -267,6 +268,7 @@ const (
 	DecoderAuto     = "auto"
 	DecoderSoftware = "software"
 	DecoderV4L2     = "v4l2"
+	DecoderOpenH264 = "openh264"
 )
 
 // Hub configures the fan-out of encoded frames.
