@@ -30,8 +30,7 @@ testdata: deps $(CLIPS)/.stamp $(CLIPS)/.outdoor-stamp
 
 # Clips are regenerated when the generator changes.
 $(CLIPS)/.stamp: scripts/gen-testdata.sh
-	rm -f $(CLIPS)/*.mp4 $(CLIPS)/*.json
-	scripts/gen-testdata.sh $(CLIPS)
+	scripts/gen-testdata.sh --clean $(CLIPS)
 	@touch $@
 
 # The synthetic outdoor clips follow their renderer (the script remakes only those).

@@ -3,11 +3,24 @@
 # (x264, no B-frames, fixed GOP, no scene-cut keyframes) in MP4, each with a JSON sidecar
 # that lists its motion intervals in seconds. Clips are generated, never committed.
 #
-# usage: scripts/gen-testdata.sh [OUT_DIR]   (default testdata/clips)
+# usage: scripts/gen-testdata.sh [--clean] [OUT_DIR]   (default testdata/clips)
+#   --clean  removes the clips first (the generator changed), under the same lock.
 set -euo pipefail
 
+clean=""
+if [ "${1:-}" = "--clean" ]; then
+  clean=1
+  shift
+fi
 out=${1:-testdata/clips}
 mkdir -p "$out"
+# One generator at a time per directory: two at once (parallel makes, tests) wrote the same
+# temporary files and left a corrupt clip behind. The second waits, then finds the clips made.
+exec 9>"$out/.lock"
+flock 9
+if [ -n "$clean" ]; then
+  rm -f "$out"/*.mp4 "$out"/*.json
+fi
 
 # clip NAME WIDTH HEIGHT FPS GOP_SECONDS SCHEDULE
 # SCHEDULE is a list of "static:SECONDS" and "moving:SECONDS" parts played in order. A
