@@ -63,12 +63,6 @@ func (d *depacketizer) setParams(sps, pps []byte) {
 	}
 }
 
-// reset forgets the access unit in progress and the sequence (a new session).
-func (d *depacketizer) reset() {
-	d.clear()
-	d.haveSeq = false
-}
-
 func (d *depacketizer) clear() {
 	d.buf = d.buf[:0]
 	d.started, d.broken, d.inFU = false, false, false

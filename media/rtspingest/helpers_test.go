@@ -86,6 +86,7 @@ type cameraOptions struct {
 	user, pass string
 	udp        bool
 	sps, pps   []byte // sprop-parameter-sets
+	h265       bool   // offer H.265 instead (sends nothing)
 }
 
 func freePort(t testing.TB) int {
@@ -105,9 +106,13 @@ func startCamera(t testing.TB, clip []rtsptest.AccessUnit, o cameraOptions) *cam
 		c.srv.UDPRTPAddress, c.srv.UDPRTCPAddress = fmt.Sprintf("127.0.0.1:%d", rtpPort), fmt.Sprintf("127.0.0.1:%d", rtpPort+1)
 	}
 	require.NoError(t, c.srv.Start())
+	var forma format.Format = &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: o.sps, PPS: o.pps}
+	if o.h265 {
+		forma = &format.H265{PayloadTyp: 96}
+	}
 	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: &description.Session{Medias: []*description.Media{{
 		Type:    description.MediaTypeVideo,
-		Formats: []format.Format{&format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: o.sps, PPS: o.pps}},
+		Formats: []format.Format{forma},
 	}}}}
 	require.NoError(t, c.stream.Initialize())
 	c.url = fmt.Sprintf("rtsp://127.0.0.1:%d/stream", port)
@@ -127,7 +132,12 @@ func startCamera(t testing.TB, clip []rtsptest.AccessUnit, o cameraOptions) *cam
 func (c *camera) play(ctx context.Context, clip []rtsptest.AccessUnit) {
 	defer close(c.done)
 	medi := c.stream.Desc.Medias[0]
-	enc, err := medi.Formats[0].(*format.H264).CreateEncoder()
+	h, ok := medi.Formats[0].(*format.H264)
+	if !ok {
+		<-ctx.Done()
+		return
+	}
+	enc, err := h.CreateEncoder()
 	if err != nil {
 		panic(err)
 	}

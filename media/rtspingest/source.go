@@ -294,7 +294,7 @@ func (s *Source) runOnce(ctx context.Context) error {
 		var offered []string
 		for _, m := range desc.Medias {
 			for _, f := range m.Formats {
-				offered = append(offered, f.Codec())
+				offered = append(offered, f.RTPMap())
 			}
 		}
 		return fmt.Errorf("RTSP %s offers no H.264 video (it offers: %s); the Go RTSP client reads H.264 only",
@@ -304,8 +304,7 @@ func (s *Source) runOnce(ctx context.Context) error {
 		return fmt.Errorf("RTSP %s sends H.264 in the interleaved packetization mode (2), which is not supported",
 			config.RedactURL(s.opts.URL))
 	}
-	sps, pps := forma.SafeParams()
-	d.setParams(sps, pps) // sprop-parameter-sets: put in front of keyframes that lack them
+	d.setParams(forma.SPS, forma.PPS) // sprop-parameter-sets: put in front of keyframes that lack them
 	d.emit = s.publish
 	d.onLoss = func(err error) {
 		s.log.Debug("video lost until the next keyframe", zap.Error(err))
