@@ -137,3 +137,25 @@ func TestGoRTSPClientRecords(t *testing.T) {
 	// Units before the first keyframe are not recorded: at most one GOP of the clip.
 	require.InDelta(t, published, total, 60, "recorded %d of %d frames", total, published)
 }
+
+// TestGoRTSPClientRecordsIntoKVS: both KVS uploaders read the hub, so a camera read by the
+// Go client records into localcloud's KVS stream through each of them.
+func TestGoRTSPClientRecordsIntoKVS(t *testing.T) {
+	for _, uploader := range []string{config.KVSUploaderNative, config.KVSUploaderKVSSink} {
+		t.Run(uploader, func(t *testing.T) {
+			cam := rtspCamera(t)
+			rc, a := kvsAgent(t, func(c *config.Config) {
+				c.Media.Source.Kind, c.Media.Source.URL = config.SourceRTSP, cam.URL()
+				c.Media.Analysis.Enabled = false
+				c.Recording.KVS.Uploader = uploader
+			})
+			require.IsType(t, &rtspingest.Source{}, a.Source())
+			require.Eventually(t, func() bool { return a.Thing() != "" && persisted(rc, a.Thing()) >= 3 }, 60*time.Second, 100*time.Millisecond,
+				"fragments persisted in the thing's stream")
+			st, err := rc.cloud.KVSStreamStats(a.Thing())
+			require.NoError(t, err)
+			require.Zero(t, st.Duplicates)
+			require.Empty(t, st.Errors)
+		})
+	}
+}
