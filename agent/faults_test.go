@@ -189,7 +189,9 @@ func (p *cutProxy) connections() int {
 // them and a viewer plays. When the provider is back, the agent fetches new credentials
 // and the next reconnect, after the old ones expired, serves a viewer again.
 func TestFaultCredentialsEndpointDownThroughRefresh(t *testing.T) {
-	const lifetime, refreshBefore = 30 * time.Second, 10 * time.Second
+	// A minute of credentials: on a loaded machine the agent's start and the first master
+	// take up to half of it, and the refresh window must still lie ahead with seconds to spare.
+	const lifetime, refreshBefore = 60 * time.Second, 15 * time.Second
 	cloud := startCloudWith(t, localcloudOptions(lifetime))
 	proxy := newCutProxy(t, cloud.CredentialsEndpoint())
 	cfg := cloudConfig(t, cloud)
