@@ -267,6 +267,12 @@ func Judge(r Observed, c Criteria) Verdict {
 	_, _, rssMax := stats(r.Samples, col("rss_mb"))
 	note("agent RSS peak %.1f MB; threads median %.0f at the baseline, %.0f at the end", rssMax,
 		median(window(r.Samples, col("threads"), bFrom, bTo)), median(window(r.Samples, col("threads"), fFrom, end)))
+	var parts []string
+	for _, name := range []string{"rss_anon_mb", "rss_file_mb", "go_heap_mb"} {
+		b, f := median(window(r.Samples, col(name), bFrom, bTo)), median(window(r.Samples, col(name), fFrom, end))
+		parts = append(parts, fmt.Sprintf("%s %.1f -> %.1f", name, b, f))
+	}
+	note("where RSS is (medians, baseline -> final): %s", strings.Join(parts, ", "))
 	note("viewers: %d sessions, %d with video; motion events: %.0f started (agent), %.0f received (broker); credential rotations: %d",
 		len(r.Viewers), withVideo, agentEvents, brokerEvents, rotations)
 	note("segments on disk: median %.0f at the baseline, %.0f at the end; spool: median %.0f fragments at the baseline, %.0f at the end; KVS fragments persisted: %.0f",
