@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,35 @@ func TestMotionAnalysisStatusMain(t *testing.T) {
 	a, err = New(Options{Config: cfg})
 	require.NoError(t, err)
 	require.Nil(t, a.StatusNow("running").Motion.Analysis)
+}
+
+// TestDeadSubstreamFailsSafe: a substream that never answers (nothing listens on its
+// port) leaves analysis degraded from the start, and motion recording records everything.
+func TestDeadSubstreamFailsSafe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "rtsp://" + ln.Addr().String() + "/stream2"
+	require.NoError(t, ln.Close())
+
+	cfg := testConfig(t)
+	cfg.Media.Analysis.Source = dead
+	cfg.Media.StallTimeout = time.Second
+	cfg.Recording.Mode = config.RecordMotion
+	cfg.Recording.Local.Segment = time.Minute
+	require.Empty(t, cfg.Validate())
+	a, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	require.Eventually(t, func() bool { return analysisState(t, a).Degraded }, 15*time.Second, 20*time.Millisecond)
+	st := analysisState(t, a)
+	require.True(t, st.FailSafe)
+	require.Zero(t, st.Frames)
+	require.Eventually(t, func() bool { return recordingUngated(a) }, 10*time.Second, 20*time.Millisecond,
+		"no analysis at all: motion recording records everything")
+	require.Eventually(t, func() bool { return len(a.Recordings()) >= 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Zero(t, motionEvents(a), "a dead substream is no motion")
 }
