@@ -99,10 +99,22 @@ func FuzzFleetReply(f *testing.F) {
 		if id, err := CertificateID([]byte(created.CertificatePEM)); err == nil && len(id) != 64 {
 			t.Fatalf("certificate ID %q is not 64 hex digits", id)
 		}
-		if created.PrivateKey != "" {
-			if k, err := parseKey([]byte(created.PrivateKey)); err == nil && k == nil {
-				t.Fatal("parseKey returned neither a key nor an error")
-			}
+	})
+}
+
+// FuzzPrivateKey: the privateKey of a CreateKeysAndCertificate answer (PEM: PKCS#1 from AWS,
+// PKCS#8 or SEC 1) parses into a signing key or gives an error. Apart from FuzzFleetReply
+// because parsing an RSA key checks it by signing (milliseconds each), which would starve
+// the answer decoding of executions.
+func FuzzPrivateKey(f *testing.F) {
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nAA==\n-----END EC PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, keyPEM []byte) {
+		k, err := parseKey(keyPEM)
+		if err == nil && k == nil {
+			t.Fatal("parseKey returned neither a key nor an error")
+		}
+		if err != nil && err.Error() == "" {
+			t.Fatal("an error without a message")
 		}
 	})
 }
