@@ -11,6 +11,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/rtsptest"
 	"github.com/edgecam/edgecam/internal/testclip"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -193,8 +194,23 @@ func TestDeadSubstreamFailsSafe(t *testing.T) {
 	st := analysisState(t, a)
 	require.True(t, st.FailSafe)
 	require.Zero(t, st.Frames)
+	fams := gatherMetrics(t, a)
+	require.Equal(t, 1.0, value(t, fams, "edgecam_motion_analysis_state", "state", "degraded"), "/metrics says analysis is degraded")
+	require.Zero(t, value(t, fams, "edgecam_motion_analysis_state", "state", "ok"))
 	require.Eventually(t, func() bool { return recordingUngated(a) }, 10*time.Second, 20*time.Millisecond,
 		"no analysis at all: motion recording records everything")
 	require.Eventually(t, func() bool { return len(a.Recordings()) >= 1 }, 10*time.Second, 20*time.Millisecond)
 	require.Zero(t, motionEvents(a), "a dead substream is no motion")
+}
+
+// gatherMetrics returns the agent's metric families by name, as /metrics would serve them.
+func gatherMetrics(t *testing.T, a *Agent) map[string]*dto.MetricFamily {
+	t.Helper()
+	list, err := a.Metrics().Registry.Gather()
+	require.NoError(t, err)
+	fams := map[string]*dto.MetricFamily{}
+	for _, f := range list {
+		fams[f.GetName()] = f
+	}
+	return fams
 }

@@ -290,6 +290,7 @@ var (
 	descSigDropped  = prometheus.NewDesc("edgecam_signaling_dropped_messages_total", "Malformed or undeliverable signaling messages.", nil, nil)
 	descSigUp       = prometheus.NewDesc("edgecam_signaling_connected", "1 while the signaling channel's master connection is up.", nil, nil)
 	descBuild       = prometheus.NewDesc("edgecam_build_info", "The running version.", []string{"version"}, nil)
+	descAnalysis    = prometheus.NewDesc("edgecam_motion_analysis_state", "Where motion analysis stands (1 for the current state): ok, starting, or degraded (a separate analysis source delivers nothing and motion recording records everything).", []string{"state"}, nil)
 )
 
 // Describe sends nothing: the collector is unchecked, as some families exist only in some
@@ -323,6 +324,11 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descMotion, boolf(st.Motion.Active))
 	counter(descMotionEv, float64(st.Motion.Events))
 	gauge(descMotionScore, st.Motion.Score)
+	if an := st.Motion.Analysis; an != nil {
+		for _, s := range []string{"ok", "starting", "degraded"} {
+			gauge(descAnalysis, boolf(s == an.State), s)
+		}
+	}
 	counter(descSegments, float64(st.Recording.Segments))
 
 	var sp SpoolStats
