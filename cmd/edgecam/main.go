@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -27,6 +28,13 @@ const (
 )
 
 func main() {
+	// A camera has little memory and the agent allocates little per frame: the heap may
+	// grow by half, not Go's default whole, before a collection (measured relaying an RTSP
+	// camera: 43.5 against 45.1 MB RSS with 1 viewer, 55.6 against 61.0 MB with 5, CPU the
+	// same within noise). GOGC in the environment (the unit, a user) still decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
