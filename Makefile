@@ -88,7 +88,7 @@ cross-check: deps deps-cross
 
 # Benchmarks: make bench runs every benchmark and end-to-end measurement (scripts/benchmd) and
 # rewrites BENCHMARKS.md: the machine, the date, the load, each figure (median of its runs) with
-# its command; each command's output in out/bench/. ~35 min on 2 cores. BENCH_COUNT (runs of the
+# its command; each command's output in out/bench/. ~45 min on 2 cores. BENCH_COUNT (runs of the
 # micro-benchmarks), BENCH_E2E_COUNT (provisioning, time to first frame), BENCH_LOAD_COUNT and
 # BENCH_LOAD_WINDOW (the agent CPU/RSS matrix, 24 agents a run); BENCH_QUICK=1 tries it in a
 # few minutes. Figures never go into test assertions.
