@@ -16,14 +16,15 @@ import (
 )
 
 // firstFrameProbe runs in the viewer page before its own script: it wraps RTCPeerConnection
-// to note when the page's SDP offer is set (the page sends it right after) and polls the
-// connection's stats every 5 ms for the first decoded video frame. Times are
-// performance.now(), milliseconds from the navigation's start.
+// (keeping it as edgecamBench.pc) to note when the page's SDP offer is set (the page sends it
+// right after) and polls the connection's stats every 5 ms for the first decoded video frame.
+// Times are performance.now(), milliseconds from the navigation's start.
 const firstFrameProbe = `(() => {
   const Orig = window.RTCPeerConnection;
   const bench = window.edgecamBench = { offer: 0, first: 0 };
   window.RTCPeerConnection = function (...args) {
     const pc = new Orig(...args);
+    bench.pc = pc;
     const setLocal = pc.setLocalDescription.bind(pc);
     pc.setLocalDescription = async (d) => { const r = await setLocal(d); if (!bench.offer) bench.offer = performance.now(); return r; };
     const poll = async () => {
@@ -142,6 +143,9 @@ func chromiumFirstFrame(browserCtx context.Context, url string) (offer, first fl
 			return 0, 0, fmt.Errorf("the viewer page reports: %s", st.Error)
 		}
 		if st.First > 0 {
+			// Close the connection before the tab: the agent sees the viewer leave at once
+			// (DTLS close) instead of after ICE's timeout.
+			_ = chromedp.Run(ctx, chromedp.Evaluate(`edgecamBench.pc.close()`, nil))
 			return st.Offer, st.First, nil
 		}
 		select {
