@@ -201,7 +201,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	go func() { exited <- agent.Wait() }()
 	fmt.Fprintf(o.Progress, "soak: agent pid %d, %s for %s, samples every %s; output in %s\n", agent.Process.Pid, o.Recording, o.Duration, o.Interval, o.Out)
 
-	runCtx, stopRun := context.WithDeadline(ctx, s.start.Add(o.Duration))
+	// The churn stops after the last sample (taken at Duration), not while it is taken.
+	runCtx, stopRun := context.WithDeadline(ctx, s.start.Add(o.Duration+o.Interval/2))
 	defer stopRun()
 	var run Observed
 	run.CredentialLifetime = o.CredentialLifetime
@@ -224,10 +225,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			agentDone = true
 		case <-runCtx.Done():
 		}
-		if agentDone || runCtx.Err() != nil {
+		if agentDone || ctx.Err() != nil {
 			break
 		}
-		smp := s.sample(runCtx, client, agent.Process.Pid)
+		smp := s.sample(ctx, client, agent.Process.Pid)
 		run.Samples = append(run.Samples, smp)
 		if err := out.write(smp); err != nil {
 			return res, fmt.Errorf("soak: samples: %w", err)
