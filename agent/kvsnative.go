@@ -247,7 +247,7 @@ func nativeHTTPClient(cfg config.Config) (*http.Client, error) {
 // SpoolStats reports the spool to the agent's metrics.
 func (n *nativeKVS) SpoolStats() SpoolStats {
 	st := n.spool.Stats()
-	return SpoolStats{Bytes: st.Bytes, Fragments: st.Fragments, Oldest: st.Oldest}
+	return SpoolStats{Bytes: st.PendingBytes, Fragments: st.Fragments, Oldest: st.Oldest, DiskBytes: st.Bytes}
 }
 
 // status is the native uploader's part of the status document.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -145,4 +146,26 @@ func TestAgentNativeKVSMotionGated(t *testing.T) {
 	rs := a.native.rec.Stats()
 	first := time.UnixMilli(rs.LastSpooled)
 	require.True(t, first.After(start.Add(-4*time.Second)) && first.Before(end.Add(2*time.Second)), "last fragment %s within the event", first)
+}
+
+// The spool gauges: edgecam_spool_bytes counts what still waits for KVS, so it falls to 0
+// once everything is persisted, while the files keep their bytes until rotated away.
+func TestSpoolStatsWaitingVersusDisk(t *testing.T) {
+	spool, err := kvsupload.OpenSpool(kvsupload.SpoolOptions{Dir: t.TempDir()})
+	require.NoError(t, err)
+	defer spool.Close()
+	n := &nativeKVS{spool: spool}
+	fr := &kvsupload.Fragment{Timecode: 1_700_000_000_000, Wall: time.Now(), Frames: 30, Duration: 2 * time.Second,
+		Header: []byte("header"), Cluster: bytes.Repeat([]byte{1}, 4096)}
+	require.NoError(t, spool.Append(fr))
+	st := n.SpoolStats()
+	require.Equal(t, 1, st.Fragments)
+	require.EqualValues(t, 4096, st.Bytes, "the fragment waits")
+	require.GreaterOrEqual(t, st.DiskBytes, int64(4096))
+
+	require.NoError(t, spool.Done(fr.Seq))
+	st = n.SpoolStats()
+	require.Zero(t, st.Fragments)
+	require.Zero(t, st.Bytes, "nothing waits once KVS persisted it")
+	require.Positive(t, st.DiskBytes, "the record stays in its file until rotation")
 }

@@ -52,8 +52,11 @@ type Metrics struct {
 
 // SpoolStats is what a disk spool (the native KVS uploader's) reports.
 type SpoolStats struct {
-	Bytes     int64 // on disk, waiting for upload
+	Bytes     int64 // of the fragments waiting for upload
 	Fragments int   // fragments waiting
+	// DiskBytes is what the spool's files take on disk (what max_bytes bounds): uploaded
+	// records stay until their file is rotated away.
+	DiskBytes int64
 	// Oldest is when the oldest waiting fragment was recorded (zero when empty).
 	Oldest time.Time
 }
@@ -281,6 +284,7 @@ var (
 	descMotionScore = prometheus.NewDesc("edgecam_motion_score", "Motion score of the newest analysis frame (motion at 0.5 and above).", nil, nil)
 	descSegments    = prometheus.NewDesc("edgecam_recording_segments_total", "Local segment files opened.", nil, nil)
 	descSpoolBytes  = prometheus.NewDesc("edgecam_spool_bytes", "Bytes in the upload spool, waiting for Kinesis Video Streams (0 without a spool).", nil, nil)
+	descSpoolDisk   = prometheus.NewDesc("edgecam_spool_disk_bytes", "Bytes the upload spool's files take on disk, uploaded records included until their file is rotated away (recording.kvs.spool.max_bytes bounds it).", nil, nil)
 	descSpoolFrags  = prometheus.NewDesc("edgecam_spool_fragments", "Fragments in the upload spool.", nil, nil)
 	descSpoolAge    = prometheus.NewDesc("edgecam_spool_oldest_age_seconds", "Age of the oldest fragment in the upload spool (0 when empty).", nil, nil)
 	descCloud       = prometheus.NewDesc("edgecam_cloud_connected", "1 while the MQTT connection to AWS IoT is up.", nil, nil)
@@ -336,6 +340,7 @@ func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
 		sp = h.r.SpoolStats()
 	}
 	gauge(descSpoolBytes, float64(sp.Bytes))
+	gauge(descSpoolDisk, float64(sp.DiskBytes))
 	gauge(descSpoolFrags, float64(sp.Fragments))
 	age := 0.0
 	if !sp.Oldest.IsZero() {

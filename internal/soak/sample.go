@@ -26,7 +26,7 @@ type Sample struct {
 	Goroutines     float64       // go_goroutines
 	FDs            float64       // entries in /proc/<pid>/fd
 	Threads        float64       // Threads in /proc/<pid>/status (GStreamer's included)
-	SpoolBytes     float64       // edgecam_spool_bytes (the spool's files on disk, uploaded records included)
+	SpoolBytes     float64       // edgecam_spool_bytes (waiting for KVS; before 2026-12-02 the files on disk)
 	SpoolFragments float64       // edgecam_spool_fragments
 	Segments       float64       // segment files in the recordings directory
 	Viewers        float64       // edgecam_viewers (the agent's count)
@@ -54,7 +54,7 @@ var columns = []column{
 	{"goroutines", "", func(s *Sample) *float64 { return &s.Goroutines }},
 	{"open_fds", "", func(s *Sample) *float64 { return &s.FDs }},
 	{"threads", "", func(s *Sample) *float64 { return &s.Threads }},
-	{"spool_bytes", "on disk", func(s *Sample) *float64 { return &s.SpoolBytes }},
+	{"spool_bytes", "waiting", func(s *Sample) *float64 { return &s.SpoolBytes }},
 	{"spool_fragments", "", func(s *Sample) *float64 { return &s.SpoolFragments }},
 	{"segments", "files", func(s *Sample) *float64 { return &s.Segments }},
 	{"viewers", "agent", func(s *Sample) *float64 { return &s.Viewers }},
