@@ -530,8 +530,13 @@ func (d *Detector) classify(shift, thr int32) {
 	d.parity ^= 1
 	rate2 := min(2*d.rate, rateOne)
 	for _, sp := range d.runs {
-		learnStill(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to],
-			d.tracks.near[sp.from:sp.to], (d.parity^int(sp.from))&1, lut, d.rate, rate2)
+		if d.tone.flat {
+			learnStillFlat(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to],
+				d.tracks.near[sp.from:sp.to], (d.parity^int(sp.from))&1, lut[0], d.rate, rate2)
+		} else {
+			learnStill(cur[sp.from:sp.to], bg[sp.from:sp.to], vari[sp.from:sp.to], changed[sp.from:sp.to],
+				d.tracks.near[sp.from:sp.to], (d.parity^int(sp.from))&1, lut, d.rate, rate2)
+		}
 	}
 	// The candidates: changed from the background, and motion unless the block has kept
 	// still for long enough to be something that arrived or left and stayed so.
@@ -623,6 +628,29 @@ func learnStill(cur, bs, vs []int32, cs, ns []uint8, k0 int, lut *[256]int32, ra
 			vs[k] = int32(v + ((e*e>>varShift-v)*r)>>15)
 		}
 		// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
+		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
+	}
+}
+
+// learnStillFlat is learnStill for a flat tone curve, shift at every grey level: the
+// usual frame, without the curve's lookup in the loop.
+//
+//go:noinline
+func learnStillFlat(cur, bs, vs []int32, cs, ns []uint8, k0 int, shift, rate, rate2 int32) {
+	bs, vs = bs[:len(cur)], vs[:len(cur)]
+	cs, ns = cs[:len(cur)], ns[:len(cur)]
+	r, r2 := int64(rate), rate2
+	for k := k0 & 1; k < len(cur); k += 2 {
+		if cs[k] != 0 {
+			continue
+		}
+		b := bs[k]
+		raw := cur[k] - b>>bgFrac
+		if ns[k] == 0 {
+			e := int64(raw - shift)
+			v := int64(vs[k])
+			vs[k] = int32(v + ((e*e>>varShift-v)*r)>>15)
+		}
 		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
 	}
 }

@@ -169,20 +169,30 @@ func bestShift(cur, ref []int32, r int) int {
 	if 2*sad0 < min(left, right) {
 		return 0
 	}
-	for s := -r; s <= r; s++ {
-		var v int64
-		switch s {
-		case 0:
-			continue
-		case -1:
-			v = left
-		case 1:
-			v = right
-		default:
-			v = sad(s, bestSAD) // a sum that reaches bestSAD loses: stop there
+	if left < sad0 || right < sad0 {
+		best, bestSAD = -1, left
+		if right < left {
+			best, bestSAD = 1, right
 		}
-		if v < bestSAD {
-			best, bestSAD = s, v
+	}
+	// Search outwards on the side that fell first, then the other: the minimum is found
+	// early and the other sums stop soon after they start. Ties go as an ascending
+	// search would take them: to 0, then to the smaller shift. A sum that reaches
+	// bestSAD (bestSAD+1 where a tie would win) loses: sad stops there.
+	first := -1
+	if right < left {
+		first = 1
+	}
+	for _, dir := range [2]int{first, -first} {
+		for a := 2; a <= r; a++ {
+			s := dir * a
+			below := bestSAD
+			if best != 0 && s < best {
+				below++
+			}
+			if v := sad(s, below); v < below {
+				best, bestSAD = s, v
+			}
 		}
 	}
 	// Noise and a moving object move the minimum a little on a still camera.
@@ -192,23 +202,28 @@ func bestShift(cur, ref []int32, r int) int {
 	return best
 }
 
-// sadInt32 returns the sum of the absolute differences of a and b over the shorter, four
-// at a time; once the sum reaches below it returns what it has summed so far (at least
-// below).
+// sadInt32 returns the sum of the absolute differences of a and b over the shorter,
+// sixteen at a time; once the sum reaches below it returns what it has summed so far (at
+// least below). Sixteen differences of projection gradients (at most 2·4096·255 each)
+// fit the 32-bit partial sums.
 func sadInt32(a, b []int32, below int64) int64 {
-	var s0, s1 int64
-	for len(a) >= 4 && len(b) >= 4 {
-		d0, d1 := a[0]-b[0], a[1]-b[1]
-		d2, d3 := a[2]-b[2], a[3]-b[3]
-		s0 += int64(abs(d0)) + int64(abs(d2))
-		s1 += int64(abs(d1)) + int64(abs(d3))
-		a, b = a[4:], b[4:]
-		if len(a)&31 == 0 && s0+s1 >= below {
-			return s0 + s1
+	n := min(len(a), len(b))
+	a, b = a[:n], b[:n]
+	var s int64
+	for len(a) >= 16 && len(b) >= 16 {
+		x, y := (*[16]int32)(a), (*[16]int32)(b)
+		s0 := abs(x[0]-y[0]) + abs(x[4]-y[4]) + abs(x[8]-y[8]) + abs(x[12]-y[12])
+		s1 := abs(x[1]-y[1]) + abs(x[5]-y[5]) + abs(x[9]-y[9]) + abs(x[13]-y[13])
+		s2 := abs(x[2]-y[2]) + abs(x[6]-y[6]) + abs(x[10]-y[10]) + abs(x[14]-y[14])
+		s3 := abs(x[3]-y[3]) + abs(x[7]-y[7]) + abs(x[11]-y[11]) + abs(x[15]-y[15])
+		s += int64(s0+s1) + int64(s2+s3)
+		a, b = a[16:], b[16:]
+		if s >= below {
+			return s
 		}
 	}
 	for i := range min(len(a), len(b)) {
-		s0 += int64(abs(a[i] - b[i]))
+		s += int64(abs(a[i] - b[i]))
 	}
-	return s0 + s1
+	return s
 }

@@ -1,0 +1,63 @@
+package motion
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// fullSearch is bestShift without its shortcuts: every shift's whole sum, in ascending
+// order, ties to 0 and then to the smaller shift.
+func fullSearch(cur, ref []int32, r int) int {
+	n := len(ref)
+	if n < 4*r+8 {
+		return 0
+	}
+	sad := func(s int) int64 {
+		var sum int64
+		for x := r; x < n-r; x++ {
+			sum += int64(abs(cur[x+s] - ref[x]))
+		}
+		return sum
+	}
+	sad0 := sad(0)
+	if 2*sad0 < min(sad(-1), sad(1)) {
+		return 0
+	}
+	best, bestSAD := 0, sad0
+	for s := -r; s <= r; s++ {
+		if v := sad(s); s != 0 && v < bestSAD {
+			best, bestSAD = s, v
+		}
+	}
+	if best != 0 && bestSAD*8 > sad0*7 {
+		return 0
+	}
+	return best
+}
+
+// TestBestShiftMatchesFullSearch: the early stops and the search order of bestShift and
+// sadInt32 change nothing: shifted gradients with noise, flat ones full of ties, ramps,
+// and lengths that are not multiples of the 16-value chunks.
+func TestBestShiftMatchesFullSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 3000 {
+		n := 20 + rng.IntN(400)
+		r := 1 + rng.IntN(6)
+		spread := []int32{1, 2, 3, 50, 30000}[i%5]
+		ref := make([]int32, n)
+		for x := range ref {
+			ref[x] = rng.Int32N(2*spread+1) - spread
+		}
+		shift := rng.IntN(2*r+1) - r
+		cur := make([]int32, n)
+		for x := range cur {
+			cur[x] = ref[min(max(x-shift, 0), n-1)] + rng.Int32N(3) - 1
+			if i%7 == 0 {
+				cur[x] = int32(x % 3) // ties everywhere
+			}
+		}
+		require.Equal(t, fullSearch(cur, ref, r), bestShift(cur, ref, r), "case %d: n %d, r %d, shift %d", i, n, r, shift)
+	}
+}
