@@ -377,7 +377,7 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	// read once, at the shift.
 	sx, sy := 0, 0
 	fused := d.maxShift > 0 && d.stab.fused
-	blocksAt0 := false
+	blocksAt0, blocksAtShift := false, false
 	switch {
 	case d.maxShift > 0 && !fused:
 		d.stab.project(frame, d.stride)
@@ -395,19 +395,26 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 			d.stab.setReference()
 		} else {
 			sx, sy = d.stab.estimate(d.maxShift)
-			if (sx != 0 || sy != 0) && !d.shiftFits(frame, sx, sy) {
-				// A moving object or a change of light fooled the projections: the
-				// blocks match the background better where they are.
-				sx, sy = 0, 0
-				d.stab.sx, d.stab.sy = 0, 0
+			if sx != 0 || sy != 0 {
+				if !blocksAt0 {
+					// The check below takes the blocks at the shift from cur.
+					d.differences(frame, sx, sy, false)
+					blocksAtShift = true
+				}
+				if !d.shiftFits(frame, sx, sy, blocksAtShift) {
+					// A moving object or a change of light fooled the projections: the
+					// blocks match the background better where they are.
+					sx, sy = 0, 0
+					d.stab.sx, d.stab.sy = 0, 0
+				}
 			}
 		}
 	}
 	d.shaking = sx != 0 || sy != 0
 	switch {
-	case d.shaking:
+	case d.shaking && !blocksAtShift:
 		d.differences(frame, sx, sy, false)
-	case !blocksAt0:
+	case !d.shaking && !blocksAt0:
 		d.differences(frame, 0, 0, false)
 	}
 	if d.frames < d.warmup {
@@ -464,10 +471,16 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 }
 
 // shiftFits reports whether a sample of blocks read at the shift (sx, sy) differ less from
-// the background, in sum, than read in place.
-func (d *Detector) shiftFits(frame []byte, sx, sy int) bool {
+// the background, in sum, than read in place. cur holds the blocks of one of the two
+// positions, at the shift when atShift, else in place; the other is read from the frame.
+// (For the full blocks it samples, a block of cur is exactly blockSum at its position.)
+func (d *Detector) shiftFits(frame []byte, sx, sy int, atShift bool) bool {
 	var at, in int64
-	w, h, bw, stride, bg := d.w, d.h, d.bw, d.stride, d.bg
+	w, h, bw, stride, bg, cur := d.w, d.h, d.bw, d.stride, d.bg, d.cur
+	ox, oy := sx, sy // where the blocks not in cur are read
+	if atShift {
+		ox, oy = 0, 0
+	}
 	for i := 0; i < len(d.sample); i += 4 {
 		k := int(d.sample[i])
 		x0, y0 := k%bw*blk, k/bw*blk
@@ -475,8 +488,13 @@ func (d *Detector) shiftFits(frame []byte, sx, sy int) bool {
 			continue
 		}
 		b := bg[k] >> bgFrac
-		at += int64(abs(blockSum(frame, stride, x0+sx, y0+sy) - b))
-		in += int64(abs(blockSum(frame, stride, x0, y0) - b))
+		c := int64(abs(cur[k] - b))
+		o := int64(abs(blockSum(frame, stride, x0+ox, y0+oy) - b))
+		if atShift {
+			at, in = at+c, in+o
+		} else {
+			at, in = at+o, in+c
+		}
 	}
 	return at < in
 }

@@ -61,3 +61,30 @@ func TestBestShiftMatchesFullSearch(t *testing.T) {
 		require.Equal(t, fullSearch(cur, ref, r), bestShift(cur, ref, r), "case %d: n %d, r %d, shift %d", i, n, r, shift)
 	}
 }
+
+// TestBlocksAtShiftAreBlockSums: the block means of differences at a shift are exactly the
+// block sums read there, for every block shiftFits samples (whole, inside the frame at
+// both places), so that shiftFits may take either side from cur.
+func TestBlocksAtShiftAreBlockSums(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, sz := range [][3]int{{320, 180, 320}, {318, 178, 320}, {64, 48, 64}, {101, 37, 104}} {
+		d, err := NewDetector(Options{Width: sz[0], Height: sz[1], Stride: sz[2]})
+		require.NoError(t, err)
+		frame := make([]byte, sz[2]*sz[1])
+		for i := range frame {
+			frame[i] = byte(rng.IntN(256))
+		}
+		for sy := -4; sy <= 4; sy++ {
+			for sx := -4; sx <= 4; sx++ {
+				d.differences(frame, sx, sy, false)
+				for k, c := range d.cur {
+					x0, y0 := k%d.bw*blk, k/d.bw*blk
+					if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > d.w || y0+sy+blk > d.h || x0+blk > d.w || y0+blk > d.h {
+						continue
+					}
+					require.Equal(t, blockSum(frame, d.stride, x0+sx, y0+sy), c, "%v, shift %d,%d, block %d", sz, sx, sy, k)
+				}
+			}
+		}
+	}
+}
