@@ -2,12 +2,11 @@ package agent
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/edgecam/edgecam/internal/headless"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,43 +20,14 @@ type pageStats struct {
 	Error         string `json:"error"`
 }
 
-// chromium finds Debian's Chromium.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("Chromium is not installed: run scripts/install-deps.sh")
-	return ""
-}
-
 // TestViewerPageInChromium opens localcloud's viewer page in headless Chromium: it signs
 // in with viewer.json's key pair, signals through the KVS stand-in and decodes the camera's
 // H.264.
 func TestViewerPageInChromium(t *testing.T) {
 	cloud, a := liveAgent(t, nil)
-	profile, err := os.MkdirTemp("", "edgecam-chromium-")
+	ctx, stopBrowser, err := headless.Start(context.Background())
 	require.NoError(t, err)
-	defer os.RemoveAll(profile)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(profile),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
+	defer stopBrowser()
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	defer cancelTimeout()
 

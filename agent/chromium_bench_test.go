@@ -2,10 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"sort"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/edgecam/edgecam/config"
+	"github.com/edgecam/edgecam/internal/headless"
 )
 
 // firstFrameProbe runs in the viewer page before its own script: it wraps RTCPeerConnection
@@ -48,44 +48,19 @@ const firstFrameProbe = `(() => {
 // and from the navigation's start (page-p50-ms, page-p95-ms: loading the page, signing in,
 // ICE and DTLS too). One browser, a new tab per viewer; run it with -benchtime=10x.
 func BenchmarkTimeToFirstFrameChromium(b *testing.B) {
-	var browser string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			browser = p
-			break
-		}
-	}
-	if browser == "" {
-		b.Skip("Chromium is not installed: run scripts/install-deps.sh")
-	}
 	cloud, a := liveAgent(b, func(c *config.Config) {
 		c.Media.Source.Width, c.Media.Source.Height, c.Media.Source.Framerate = 1280, 720, 30
 		c.Media.Encoder.GOP = 2 * time.Second
 		c.Media.Encoder.BitrateKbps = 2000
 	})
-	profile, err := os.MkdirTemp("", "edgecam-chromium-bench-")
+	browserCtx, stopBrowser, err := headless.Start(context.Background())
+	if errors.Is(err, headless.ErrNotInstalled) {
+		b.Skip(err)
+	}
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(profile)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(browser),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.UserDataDir(profile))
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Run(browserCtx); err != nil { // start the browser outside the timings
-		b.Fatalf("starting Chromium: %v", err)
-	}
+	defer stopBrowser()
 	url := cloud.KVSEndpoint() + "/viewer/?channel=" + liveThing
 
 	var fromOffer, fromPage []float64

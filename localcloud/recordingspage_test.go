@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/edgecam/edgecam/internal/headless"
 	"github.com/stretchr/testify/require"
 )
 
@@ -29,16 +28,6 @@ type recordingsStats struct {
 // stream's fragments through ListFragments (SigV4 in WebCrypto) and plays the recorded span
 // from GetClip.
 func TestRecordingsPageInChromium(t *testing.T) {
-	var browser string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			browser = p
-			break
-		}
-	}
-	if browser == "" {
-		t.Fatal("Chromium is not installed: run scripts/install-deps.sh")
-	}
 	c := start(t, Options{})
 	_, first := recordClip(t, c, "cam")
 	// The agent's motion event for thing "cam", through the broker.
@@ -62,17 +51,9 @@ func TestRecordingsPageInChromium(t *testing.T) {
 		return json.NewDecoder(resp.Body).Decode(&got) == nil && len(got.Motion) == 1 && got.Motion[0].End != nil && got.Motion[0].PeakScore == 0.6
 	}, 10*time.Second, 50*time.Millisecond, "the motion event reaches localcloud")
 
-	profile, err := os.MkdirTemp("", "edgecam-chromium-")
+	ctx, stopBrowser, err := headless.Start(context.Background())
 	require.NoError(t, err)
-	defer os.RemoveAll(profile)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(browser), chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("no-first-run", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"), chromedp.UserDataDir(profile))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
+	defer stopBrowser()
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	defer cancelTimeout()
 
