@@ -69,7 +69,6 @@ func TestUnitDirectives(t *testing.T) {
 		{"ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"WatchdogSec", "60s"},
 		{"Restart", "on-failure"},
-		{"RestartPreventExitStatus", "2"},
 		{"StartLimitBurst", "5"},
 		{"StartLimitIntervalSec", "30min"},
 		{"DevicePolicy", "closed"},
