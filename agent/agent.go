@@ -94,7 +94,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	hub := media.NewHub(media.HubOptions{
-		PreRoll:     cfg.Media.Hub.PreRoll,
+		PreRoll:     hubPreRoll(cfg),
 		MaxBytes:    int(cfg.Media.Hub.PreRollMaxBytes),
 		QueueFrames: cfg.Media.Hub.QueueFrames,
 	})
@@ -162,6 +162,18 @@ func New(opts Options) (*Agent, error) {
 	log.Info("capture pipeline", zap.String("source", cfg.Media.Source.Kind), zap.String("encoder", plan.Encode),
 		zap.Bool("raw", plan.Raw), zap.String("description", a.source.Description()))
 	return a, nil
+}
+
+// hubPreRoll is how far back the hub's ring reaches: media.hub.pre_roll when motion
+// recordings start in the past (recording.mode motion), else nothing but the current GOP,
+// which new viewers and recorders start from. The pre-roll of a 2 Mbit/s camera is about
+// 1.3 MB of heap (more with the GC's headroom) that nothing else reads; a change of
+// recording.mode restarts the agent, and with it the hub.
+func hubPreRoll(cfg config.Config) time.Duration {
+	if cfg.Recording.Mode != config.RecordMotion {
+		return 0
+	}
+	return cfg.Media.Hub.PreRoll
 }
 
 // Hub returns the agent's frame hub.
