@@ -55,7 +55,9 @@ trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
 install -d "$stage/DEBIAN" "$stage/usr/bin" "$stage/lib/systemd/system" "$stage/etc/edgecam" "$stage/usr/share/doc/edgecam"
 echo "build-deb: building edgecam $version for $arch (GOARCH=$goarch${goarm:+ GOARM=$goarm}, sysroot $sysroot)" >&2
-env "${env[@]}" go build -trimpath -ldflags "-s -w -X main.version=$version -X main.commit=$commit" \
+# -tags nolocalcloud: the device has no use for localcloud (dry-run and the localcloud
+# commands), whose broker and servers would take about 2 MB of the agent's memory.
+env "${env[@]}" go build -trimpath -tags nolocalcloud -ldflags "-s -w -X main.version=$version -X main.commit=$commit" \
   -o "$stage/usr/bin/edgecam" ./cmd/edgecam
 # The unit as it is in systemd/ at build time.
 install -m 644 systemd/edgecam.service "$stage/lib/systemd/system/"
