@@ -313,6 +313,9 @@ func TestLiveViewAfterLocalcloudRestart(t *testing.T) {
 	cloud, _ := liveAgentWith(t, opts, func(c *config.Config) { c.Motion.Enabled = false })
 	opts.Dir = filepath.Dir(cloud.Paths().CA)
 	require.NoError(t, cloud.Close())
+	// localcloud keeps what it issued across a restart (as AWS does); losing that file is
+	// what makes the service refuse credentials that have not expired.
+	require.NoError(t, os.Remove(cloud.Paths().IssuedCredentials))
 	again, err := localcloud.Open(opts)
 	require.NoError(t, err)
 	require.NoError(t, again.Start(context.Background()))
