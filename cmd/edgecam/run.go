@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -34,6 +35,10 @@ func newRunCmd(g *globals) *cobra.Command {
 				return configError(err)
 			}
 			defer log.Sync() //nolint:errcheck // nothing to do about a failed flush
+			// Under systemd, a crash report (panic, fatal error) is a critical record too.
+			if _, err := logging.JournalCrashOutput(filepath.Base(os.Args[0])); err != nil {
+				log.Warn("a crash report would reach the journal without its priority", zap.Error(err))
+			}
 			if l.File == "" {
 				log.Warn("no configuration file; using defaults", zap.String("looked_for", g.configPath))
 			}
