@@ -52,14 +52,17 @@ func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 			// estimate: column sums in lanes, row sums per row.
 			// Columns are summed over every other row of blocks: enough to average out
 			// noise, and half the work.
-			var rows [4]uint64
+			row := st.row[y0 : y0+4]
 			if by&1 == 0 {
-				rows = blockRowProject(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1], st.acc)
+				e, y := blockRowProject(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1], st.acc)
+				for i := range row {
+					row[i] = rowSum(e[i], y[i])
+				}
 			} else {
-				rows = blockRowRows(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
-			}
-			for i, v := range rows {
-				st.row[y0+i] = int32(fold(v))
+				sums := blockRowRows(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+				for i := range row {
+					row[i] = int32(fold(sums[i]))
+				}
 			}
 			if by%128 == 127 {
 				st.flush(st.acc)
@@ -71,6 +74,10 @@ func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 			x0, x1 := j*blk+sx, min(j*blk+blk+sx, w)
 			if j >= j1 && (sx != 0 || x0 >= x1) {
 				res[j] = invalid
+				continue
+			}
+			if j < j1 {
+				res[j] = blockSum(frame, stride, x0, y0) // a whole block: its mean
 				continue
 			}
 			var sum int32
@@ -96,14 +103,16 @@ func (d *Detector) projections(frame []byte) {
 		r1 := frame[o+stride : o+stride+wide]
 		r2 := frame[o+2*stride : o+2*stride+wide]
 		r3 := frame[o+3*stride : o+3*stride+wide]
-		var rows [4]uint64
+		row := st.row[by*blk : by*blk+4]
 		if by&1 == 0 {
-			rows = projectCols(r0, r1, r2, r3, st.acc)
+			e, y := projectCols(r0, r1, r2, r3, st.acc)
+			for i := range row {
+				row[i] = rowSum(e[i], y[i])
+			}
 		} else {
-			rows = projectRows(r0, r1, r2, r3)
-		}
-		for i, v := range rows {
-			st.row[by*blk+i] = int32(fold(v))
+			e0, y0, e1, y1 := projectRows(r0, r1)
+			e2, y2, e3, y3 := projectRows(r2, r3)
+			row[0], row[1], row[2], row[3] = rowSum(e0, y0), rowSum(e1, y1), rowSum(e2, y2), rowSum(e3, y3)
 		}
 		if by%128 == 127 {
 			st.flush(st.acc)
@@ -111,38 +120,62 @@ func (d *Detector) projections(frame []byte) {
 	}
 }
 
-// projectCols adds four rows' pixels per column into acc, as blockRowProject does, and
-// returns each row's sum in 16-bit lanes.
-func projectCols(r0, r1, r2, r3 []byte, acc []uint64) (rows [4]uint64) {
-	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
-	acc = acc[:n/4]
-	for x := 0; x+8 <= n; x += 8 {
-		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
-		e0, e1, e2, e3 := v0&lanes8, v1&lanes8, v2&lanes8, v3&lanes8
-		o0, o1, o2, o3 := v0>>8&lanes8, v1>>8&lanes8, v2>>8&lanes8, v3>>8&lanes8
-		rows[0] += e0 + o0
-		rows[1] += e1 + o1
-		rows[2] += e2 + o2
-		rows[3] += e3 + o3
-		i := x >> 2
-		acc[i] += e0 + e1 + e2 + e3
-		acc[i+1] += o0 + o1 + o2 + o3
-	}
-	return rows
+// The kernels below sum bytes in 16-bit lanes without a second mask: for words v, E = Σ
+// v&lanes8 holds the even bytes' sums and Y = Σ v>>8 is exact (no lane is cut off), so
+// that the odd bytes' sums are odd(E, Y). The rows' sums come back as (E, Y) pairs.
+
+// odd returns the sums of the odd bytes in 16-bit lanes, from E = Σ v&lanes8 and
+// Y = Σ v>>8 over the same words: Y holds byte j's sum at bit 8(j-1), and subtracting the
+// even sums there (E's lanes, each below 2¹⁶, shifted down 8 bits) leaves the odd ones in
+// their lanes. Every lane of the result must stay below 2¹⁶, and Y below 2⁶⁴.
+func odd(e, y uint64) uint64 {
+	return y - (e>>8)&^0xff
 }
 
-// projectRows returns the sums of four rows of pixels in 16-bit lanes.
-func projectRows(r0, r1, r2, r3 []byte) (rows [4]uint64) {
+// rowSum is the sum of a row's bytes from its sums E = Σ v&lanes8 and Y = Σ v>>8 (rows of
+// at most 1024 pixels).
+func rowSum(e, y uint64) int32 {
+	return int32(fold(e + odd(e, y)))
+}
+
+// projectCols adds four rows' pixels per column into acc, as blockRowProject does, and
+// returns each row's sums (see rowSum).
+func projectCols(r0, r1, r2, r3 []byte, acc []uint64) (e, y [4]uint64) {
 	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
-	for x := 0; x+8 <= n; x += 8 {
-		rows[0] += pairs(load64(r0[x : x+8]))
-		rows[1] += pairs(load64(r1[x : x+8]))
-		rows[2] += pairs(load64(r2[x : x+8]))
-		rows[3] += pairs(load64(r3[x : x+8]))
+	r0, r1, r2, r3 = r0[:n:n], r1[:n:n], r2[:n:n], r3[:n:n]
+	acc = acc[:n/4]
+	for x := 0; x < n-7; x += 8 {
+		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
+		a0, a1, a2, a3 := v0&lanes8, v1&lanes8, v2&lanes8, v3&lanes8
+		v0, v1, v2, v3 = v0>>8, v1>>8, v2>>8, v3>>8
+		e[0] += a0
+		e[1] += a1
+		e[2] += a2
+		e[3] += a3
+		y[0] += v0
+		y[1] += v1
+		y[2] += v2
+		y[3] += v3
+		i := x >> 2
+		acc[i] += a0 + a1 + a2 + a3
+		acc[i+1] += v0 + v1 + v2 + v3
 	}
-	return rows
+	return e, y
+}
+
+// projectRows returns the sums E and Y of two rows of pixels (see rowSum): two rows at a
+// time keep the sums in registers.
+func projectRows(r0, r1 []byte) (e0, y0, e1, y1 uint64) {
+	n := len(r0)
+	r0, r1 = r0[:n:n], r1[:n:n]
+	for x := 0; x < n-7; x += 8 {
+		v0, v1 := load64(r0[x:x+8]), load64(r1[x:x+8])
+		e0 += v0 & lanes8
+		y0 += v0 >> 8
+		e1 += v1 & lanes8
+		y1 += v1 >> 8
+	}
+	return e0, y0, e1, y1
 }
 
 // blockRow sets res to the means of the blocks in four rows of pixels, eight
@@ -151,66 +184,69 @@ func projectRows(r0, r1, r2, r3 []byte) (rows [4]uint64) {
 // few variables in registers.
 func blockRow(res []int32, r0, r1, r2, r3 []byte) {
 	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
-	res = res[:n/blk]
-	for x := 0; x+8 <= n; x += 8 {
-		// Each 16-bit lane sums two neighbouring pixels of four rows: at most 2040.
-		acc := pairs(load64(r0[x:x+8])) + pairs(load64(r1[x:x+8])) +
-			pairs(load64(r2[x:x+8])) + pairs(load64(r3[x:x+8]))
-		acc = acc&lanes16 + acc>>16&lanes16
-		j := x >> 2 // x / blk, without the sign fix-up of a signed division
-		// A full block's sum is its mean in 1/16 grey level.
-		res[j] = int32(uint32(acc))
-		res[j+1] = int32(acc >> 32)
+	// Full slice expressions: with cap = n and x < n-7, the loads need no bounds check;
+	// j, stepped along, needs none either.
+	r0, r1, r2, r3 = r0[:n:n], r1[:n:n], r2[:n:n], r3[:n:n]
+	xEnd, jEnd := n-7, len(res)-1
+	for x, j := 0, 0; x < xEnd && j < jEnd; x, j = x+8, j+2 {
+		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
+		e := v0&lanes8 + v1&lanes8 + v2&lanes8 + v3&lanes8
+		y := v0>>8 + v1>>8 + v2>>8 + v3>>8
+		store2(res, j, e+odd(e, y))
 	}
 }
 
+// store2 stores the sums of two blocks, j and j+1, from the 16-bit lanes of p (two
+// neighbouring pixels of four rows each, at most 2040): a full block's sum is its mean in
+// 1/16 grey level.
+func store2(res []int32, j int, p uint64) {
+	p += p >> 16 // lanes 0 and 2 sum a block each (at most 4080)
+	res[j] = int32(uint16(p))
+	res[j+1] = int32(uint16(p >> 32))
+}
+
 // blockRowProject is blockRow that also adds the four rows' pixels per column into acc
-// (even and odd columns of each 8 pixels in two words of 16-bit lanes) and returns each
-// row's sum in 16-bit lanes. Rows are at most 1024 pixels, so that the lanes hold.
-func blockRowProject(res []int32, r0, r1, r2, r3 []byte, acc []uint64) (rows [4]uint64) {
+// (the sums E and Y of each 8 pixels in two words, see odd) and returns each row's sums
+// (see rowSum). Rows are at most 1024 pixels, so that the lanes hold.
+func blockRowProject(res []int32, r0, r1, r2, r3 []byte, acc []uint64) (e, y [4]uint64) {
 	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
+	r0, r1, r2, r3 = r0[:n:n], r1[:n:n], r2[:n:n], r3[:n:n]
 	res = res[:n/blk]
 	acc = acc[:n/4]
-	for x := 0; x+8 <= n; x += 8 {
+	for x := 0; x < n-7; x += 8 {
 		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
-		e0, e1, e2, e3 := v0&lanes8, v1&lanes8, v2&lanes8, v3&lanes8
-		o0, o1, o2, o3 := v0>>8&lanes8, v1>>8&lanes8, v2>>8&lanes8, v3>>8&lanes8
-		rows[0] += e0 + o0
-		rows[1] += e1 + o1
-		rows[2] += e2 + o2
-		rows[3] += e3 + o3
-		ev, od := e0+e1+e2+e3, o0+o1+o2+o3
+		a0, a1, a2, a3 := v0&lanes8, v1&lanes8, v2&lanes8, v3&lanes8
+		v0, v1, v2, v3 = v0>>8, v1>>8, v2>>8, v3>>8
+		e[0] += a0
+		e[1] += a1
+		e[2] += a2
+		e[3] += a3
+		y[0] += v0
+		y[1] += v1
+		y[2] += v2
+		y[3] += v3
+		ev, yv := a0+a1+a2+a3, v0+v1+v2+v3
 		i := x >> 2
 		acc[i] += ev
-		acc[i+1] += od
-		s := ev + od
-		s = s&lanes16 + s>>16&lanes16
-		j := x >> 2
-		res[j] = int32(uint32(s))
-		res[j+1] = int32(s >> 32)
+		acc[i+1] += yv
+		store2(res, i, ev+odd(ev, yv))
 	}
-	return rows
+	return e, y
 }
 
 // blockRowRows is blockRow that also returns each row's sum in 16-bit lanes (rows of at
 // most 1024 pixels).
 func blockRowRows(res []int32, r0, r1, r2, r3 []byte) (rows [4]uint64) {
 	n := len(r0)
-	r1, r2, r3 = r1[:n], r2[:n], r3[:n]
+	r0, r1, r2, r3 = r0[:n:n], r1[:n:n], r2[:n:n], r3[:n:n]
 	res = res[:n/blk]
-	for x := 0; x+8 <= n; x += 8 {
+	for x := 0; x < n-7; x += 8 {
 		p0, p1, p2, p3 := pairs(load64(r0[x:x+8])), pairs(load64(r1[x:x+8])), pairs(load64(r2[x:x+8])), pairs(load64(r3[x:x+8]))
 		rows[0] += p0
 		rows[1] += p1
 		rows[2] += p2
 		rows[3] += p3
-		acc := p0 + p1 + p2 + p3
-		acc = acc&lanes16 + acc>>16&lanes16
-		j := x >> 2
-		res[j] = int32(uint32(acc))
-		res[j+1] = int32(acc >> 32)
+		store2(res, x>>2, p0+p1+p2+p3)
 	}
 	return rows
 }

@@ -481,9 +481,11 @@ func (d *Detector) shiftFits(frame []byte, sx, sy int, atShift bool) bool {
 	if atShift {
 		ox, oy = 0, 0
 	}
+	rc := raster{bw: bw}
 	for i := 0; i < len(d.sample); i += 4 {
-		k := int(d.sample[i])
-		x0, y0 := k%bw*blk, k/bw*blk
+		k := int(d.sample[i]) // in increasing order
+		bx, by := rc.at(k)
+		x0, y0 := bx*blk, by*blk
 		if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > w || y0+sy+blk > h || x0+blk > w || y0+blk > h {
 			continue
 		}

@@ -12,7 +12,8 @@ type stabilizer struct {
 	// fused: the projections come from the block pass (differences), over the full
 	// 8-pixel words of the full rows of blocks; otherwise project reads the frame.
 	fused bool
-	// acc sums pixels per column in 16-bit lanes, flushed into col every flushRows rows.
+	// acc sums pixels per column in 16-bit lanes (see flush), flushed into col every
+	// flushRows rows.
 	acc      []uint64
 	col, row []int32 // projections of the current frame
 	// gc, gr are the current gradients, rc, rr the reference's (background position).
@@ -65,10 +66,10 @@ func (s *stabilizer) project(frame []byte, stride int) {
 		var rs, total uint64
 		for x, i := 0, 0; x+8 <= wide; x, i = x+8, i+2 {
 			v := load64(line[x : x+8])
-			e, o := v&lanes8, v>>8&lanes8
+			e, y := v&lanes8, v>>8
 			acc[i] += e
-			acc[i+1] += o
-			rs += e + o
+			acc[i+1] += y
+			rs += e + y&lanes8
 			if x&0x3f8 == 0x3f8 { // keep the row lanes within 16 bits on wide frames
 				total += fold(rs)
 				rs = 0
@@ -93,10 +94,12 @@ func fold(v uint64) uint64 {
 	return v&0xffffffff + v>>32
 }
 
-// flush moves the column lanes into col and clears them.
+// flush moves the column lanes into col and clears them. For each 8 columns acc holds
+// E, the even columns' sums in 16-bit lanes, and Y, the sum of the words shifted down 8
+// bits (see odd): at most flushRows rows of 255 keep both exact.
 func (s *stabilizer) flush(acc []uint64) {
 	for i := 0; i < len(acc); i += 2 {
-		e, o := acc[i], acc[i+1]
+		e, o := acc[i], odd(acc[i], acc[i+1])
 		x := i * 4
 		col := s.col[x : x+8]
 		col[0] += int32(e & 0xffff)

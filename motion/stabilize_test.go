@@ -1,6 +1,7 @@
 package motion
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -85,6 +86,79 @@ func TestBlocksAtShiftAreBlockSums(t *testing.T) {
 					require.Equal(t, blockSum(frame, d.stride, x0+sx, y0+sy), c, "%v, shift %d,%d, block %d", sz, sx, sy, k)
 				}
 			}
+		}
+	}
+}
+
+// TestProjectionsAreSums: the SWAR projections (the block pass's, the shaking camera's
+// projections pass, and the plain one for frames too wide to fuse) are the exact column
+// and row sums they stand for, on random frames and on white ones, whose sums fill the
+// 16-bit lanes most.
+func TestProjectionsAreSums(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 8))
+	for _, sz := range [][3]int{{320, 180, 320}, {318, 178, 320}, {101, 37, 104}, {1024, 1040, 1024}, {1100, 60, 1104}, {12, 7, 12}} {
+		for _, white := range []bool{false, true} {
+			w, h, stride := sz[0], sz[1], sz[2]
+			d, err := NewDetector(Options{Width: w, Height: h, Stride: stride})
+			require.NoError(t, err)
+			frame := make([]byte, stride*h)
+			for i := range frame {
+				frame[i] = byte(rng.IntN(256))
+				if white {
+					frame[i] = 255
+				}
+			}
+			st := &d.stab
+			// What the projections stand for: fused, the whole 8-pixel words of the full
+			// rows of blocks, columns over every other row of blocks; otherwise everything.
+			want := func() (col, row []int32) {
+				col, row = make([]int32, st.w), make([]int32, st.h)
+				for y := range st.h {
+					for x := range st.w {
+						p := int32(frame[y*stride+x])
+						row[y] += p
+						if !st.fused || y/blk%2 == 0 {
+							col[x] += p
+						}
+					}
+				}
+				return col, row
+			}
+			col, row := want()
+			name := func(how string) string { return how + " " + fmtSize(sz) + map[bool]string{true: " white"}[white] }
+			if !st.fused {
+				st.project(frame, stride)
+				require.Equal(t, col, st.col, name("project"))
+				require.Equal(t, row, st.row, name("project"))
+				continue
+			}
+			d.differences(frame, 0, 0, true)
+			st.gradients()
+			require.Equal(t, col, st.col, name("block pass"))
+			require.Equal(t, row, st.row, name("block pass"))
+			clear(st.col)
+			clear(st.row)
+			d.projections(frame)
+			st.gradients()
+			require.Equal(t, col, st.col, name("projections"))
+			require.Equal(t, row, st.row, name("projections"))
+		}
+	}
+}
+
+func fmtSize(sz [3]int) string {
+	return fmt.Sprintf("%dx%d stride %d", sz[0], sz[1], sz[2])
+}
+
+// TestRasterMatchesDivision: raster.at gives the column and row a division would, for
+// increasing indices with gaps of any size.
+func TestRasterMatchesDivision(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 9))
+	for _, bw := range []int{1, 3, 80, 81} {
+		r := raster{bw: bw}
+		for k := 0; k < 5000; k += 1 + rng.IntN(3*bw) {
+			x, y := r.at(k)
+			require.Equal(t, [2]int{k % bw, k / bw}, [2]int{x, y}, "bw %d, k %d", bw, k)
 		}
 	}
 }

@@ -72,22 +72,23 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 // background's grey level and all together, keeps them in sr and sg (as long as the
 // sample) and returns how many.
 func (t *toneCurve) gather(sample, cur, bg []int32) int {
-	sr, sg := t.sr, t.sg
+	// Two loops, each with few enough variables to stay in registers.
+	sr, sg := t.sr[:len(sample)], t.sg[:len(sample)]
 	n := 0
 	for _, k := range sample {
 		c, bv := cur[k], bg[k]>>bgFrac
-		if c == invalid || n >= len(sr) || n >= len(sg) {
+		if c == invalid {
 			continue
 		}
-		r := c - bv
-		g := uint8(bv >> 4) // the background's grey level
-		sr[n], sg[n] = r, g
+		sr[n], sg[n] = c-bv, uint8(bv>>4) // the background's grey level
 		n++
-		i := uint(min(max((r+8)>>4, -64), 64) + 64)
-		if i < uint(len(t.all)) {
-			t.bins[g>>5][i]++
-			t.all[i]++
-		}
+	}
+	sg = sg[:n]
+	sr = sr[:len(sg)]
+	for j, g := range sg {
+		i := min(max((sr[j]+8)>>4, -64), 64) + 64
+		t.bins[g>>5][i]++
+		t.all[i]++
 		t.cnt[g>>5]++
 	}
 	return n
