@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/media"
+	"github.com/edgecam/edgecam/media/rtspingest"
 	"go.uber.org/zap"
 )
 
@@ -38,17 +41,28 @@ func (a *Agent) setupAnalysis(plan media.Plan) error {
 	a.motion.decoder = plan.Decoder
 	log := a.log.Named("analysis")
 	if an.Source == "" {
+		if _, goClient := a.source.(*rtspingest.Source); goClient && !plan.Raw {
+			return a.setupMainUnits(plan, log)
+		}
 		if !plan.Raw {
 			log.Info("motion analysis decodes the main stream", zap.String("decoder", plan.Decoder.Element), zap.String("why", plan.Decoder.Reason))
 		}
 		return nil
 	}
-	src, err := media.NewAnalysisSource(media.AnalysisSourceOptions{
+	opts := media.AnalysisSourceOptions{
 		URI: an.Source, Width: an.Width, Height: an.Height, Framerate: an.Framerate,
 		Decoder: plan.Decoder, Transport: cfg.Media.Source.Transport,
 		StallTimeout: cfg.Media.StallTimeout, MaxBackoff: cfg.Media.RestartBackoff,
 		Log: log,
-	})
+	}
+	if substreamGoClient(cfg) {
+		units, err := substreamUnits(cfg, log)
+		if err != nil {
+			return err
+		}
+		opts.Units = units
+	}
+	src, err := media.NewAnalysisSource(opts)
 	if err != nil {
 		return err
 	}
@@ -56,6 +70,54 @@ func (a *Agent) setupAnalysis(plan media.Plan) error {
 	log.Info("motion analysis reads its own source", zap.String("source", config.RedactURL(an.Source)),
 		zap.String("decoder", src.Decoder().Element), zap.String("why", src.Decoder().Reason), zap.String("description", src.Description()))
 	return nil
+}
+
+// setupMainUnits analyses the main stream read by the Go RTSP client: its decoder reads
+// the hub's access units (appsrc ! decoder ! … ! appsink, or libopenh264 in process with
+// media.analysis.decoder openh264), so the stream needs no GStreamer capture pipeline.
+func (a *Agent) setupMainUnits(plan media.Plan, log *zap.Logger) error {
+	cfg := a.cfg
+	an := cfg.Media.Analysis
+	stall := cfg.Media.StallTimeout
+	if an.KeyframesOnly {
+		stall = max(stall, 10*time.Second) // one frame per GOP
+	}
+	src, err := media.NewAnalysisSource(media.AnalysisSourceOptions{
+		URI: "main", Width: an.Width, Height: an.Height, Framerate: an.Framerate,
+		Decoder: plan.Decoder, KeyframesOnly: an.KeyframesOnly,
+		StallTimeout: stall, MaxBackoff: cfg.Media.RestartBackoff,
+		Units: &media.AnalysisUnits{Hub: a.hub}, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	a.motion.feed = src
+	log.Info("motion analysis decodes the main stream's access units (Go RTSP client)", zap.String("decoder", src.Decoder().Element),
+		zap.String("why", src.Decoder().Reason), zap.Bool("keyframes_only", an.KeyframesOnly), zap.String("description", src.Description()))
+	return nil
+}
+
+// substreamGoClient reports whether the Go RTSP client reads media.analysis.source: an
+// rtsp:// substream, unless media.source.rtsp_client insists on GStreamer (rtsps://
+// substreams, files and devices are GStreamer's).
+func substreamGoClient(cfg config.Config) bool {
+	return strings.HasPrefix(cfg.Media.Analysis.Source, "rtsp://") && cfg.Media.Source.RTSPClient != config.RTSPClientGStreamer
+}
+
+// substreamUnits reads the analysis substream with the Go RTSP client (the same client as
+// the main stream's, media/rtspingest) into a Hub of its own that keeps only the current
+// GOP: the analysis source decodes its access units, without GStreamer's rtspsrc, RTP
+// session and jitter buffer.
+func substreamUnits(cfg config.Config, log *zap.Logger) (*media.AnalysisUnits, error) {
+	hub := media.NewHub(media.HubOptions{MaxBytes: 8 << 20})
+	ing, err := rtspingest.New(rtspingest.Options{
+		URL: cfg.Media.Analysis.Source, Transport: cfg.Media.Source.Transport, Hub: hub, Log: log.Named("rtsp"),
+		StallTimeout: cfg.Media.StallTimeout, MaxBackoff: cfg.Media.RestartBackoff,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media.analysis.source: %w", err)
+	}
+	return &media.AnalysisUnits{Hub: hub, Ingest: ing}, nil
 }
 
 // analysisFrames returns where the motion loop reads frames, and starts the separate
@@ -134,7 +196,9 @@ func (a *Agent) analysisStatus() *AnalysisStatus {
 		return s
 	}
 	h := feed.Health()
-	s.Source = config.RedactURL(cfg.Media.Analysis.Source)
+	if cfg.Media.Analysis.Source != "" {
+		s.Source = config.RedactURL(cfg.Media.Analysis.Source)
+	}
 	s.Decoder = feed.Decoder().Element
 	s.Frames, s.Restarts, s.Reason = h.Frames, h.Restarts, h.Reason
 	switch h.State {

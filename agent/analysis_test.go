@@ -11,6 +11,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/rtsptest"
 	"github.com/edgecam/edgecam/internal/testclip"
+	"github.com/edgecam/edgecam/media"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
@@ -112,7 +113,8 @@ func TestMotionFromSubstream(t *testing.T) {
 	st := analysisState(t, a)
 	require.Equal(t, "ok", st.State)
 	require.False(t, st.Degraded)
-	require.Contains(t, []string{"openh264dec", "avdec_h264"}, st.Decoder, "software on this machine: openh264dec when installed")
+	require.Contains(t, []string{media.InProcessOpenH264, "openh264dec", "avdec_h264"}, st.Decoder,
+		"software on this machine: libopenh264 in process when installed (the Go RTSP client reads the substream)")
 	require.Equal(t, strings.Replace(subURL, "hunter2", "***", 1), st.Source, "the password stays out of the status")
 	require.Positive(t, st.Frames)
 	require.Eventually(t, func() bool { return len(a.Recordings()) >= 1 }, 10*time.Second, 20*time.Millisecond, "the event is recorded")
@@ -152,6 +154,47 @@ func TestMotionFromSubstream(t *testing.T) {
 	outage := up.Sub(down)
 	t.Logf("outage %s, %d recorded frames in %d files", outage.Round(time.Millisecond), frames, len(a.Recordings()))
 	require.GreaterOrEqual(t, frames, int(outage.Seconds()*30*0.8), "the outage was recorded")
+}
+
+// TestMotionFromMainStreamGoClient: with media.source.rtsp_client go, motion analysis of
+// the main stream decodes the hub's access units (no GStreamer capture pipeline) and
+// finds the ball moving in it; the status says so.
+func TestMotionFromMainStreamGoClient(t *testing.T) {
+	tests := []struct {
+		name          string
+		decoder       string
+		keyframesOnly bool
+		want          string
+	}{
+		{"every frame, auto (avdec_h264 from appsrc)", config.DecoderAuto, false, "avdec_h264"},
+		{"openh264 (libopenh264 in process)", config.DecoderOpenH264, false, media.InProcessOpenH264},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			main := rtspClip(t, testclip.Ball, 15) // a moving ball 5-9 s and 16-21 s, looping every 30 s
+			cfg := testConfig(t)
+			cfg.Media.Source.Kind, cfg.Media.Source.URL = config.SourceRTSP, main.URL()
+			cfg.Media.Source.RTSPClient = config.RTSPClientGo
+			cfg.Media.Analysis.Decoder = tt.decoder
+			cfg.Media.Analysis.KeyframesOnly = tt.keyframesOnly
+			require.Empty(t, cfg.Validate())
+			a, err := New(Options{Config: cfg})
+			require.NoError(t, err)
+			require.Contains(t, a.Source().Description(), "Go RTSP client")
+			st := analysisState(t, a)
+			require.Equal(t, "main", st.Source)
+			require.Equal(t, tt.want, st.Decoder)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			defer func() { cancel(); require.NoError(t, <-done) }()
+			require.Eventually(t, func() bool { return motionEvents(a) >= 1 }, 40*time.Second, 20*time.Millisecond,
+				"the ball moving in the main stream is motion")
+			st = analysisState(t, a)
+			require.Equal(t, "ok", st.State)
+			require.Positive(t, st.Frames)
+		})
+	}
 }
 
 // TestMotionAnalysisStatusMain: analysis of the main stream says so, with its decoder.

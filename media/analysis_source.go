@@ -11,6 +11,7 @@ import (
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/backoff"
 	"github.com/edgecam/edgecam/media/gst"
+	"github.com/edgecam/edgecam/media/openh264"
 	"go.uber.org/zap"
 )
 
@@ -19,6 +20,8 @@ const (
 	analysisRTSP   = "rtsp"
 	analysisFile   = "file"
 	analysisDevice = "device"
+	// analysisUnits: H.264 access units from a Hub (AnalysisSourceOptions.Units).
+	analysisUnits = "units"
 )
 
 // analysisSourceKind tells what an analysis source URI names: rtsp(s):// URLs, V4L2 devices
@@ -76,7 +79,16 @@ type AnalysisSourceOptions struct {
 	StallTimeout time.Duration
 	// MaxBackoff bounds the wait between restarts (0: 30 s).
 	MaxBackoff time.Duration
-	Log        *zap.Logger
+	// Units, when set, feeds the source with H.264 access units from a Hub instead of a
+	// GStreamer reader (URI then only names the source in logs and status): a camera's
+	// substream read by the Go RTSP client, or the main stream's own Hub. They are decoded
+	// in process with libopenh264 when the decoder is openh264 and the library is
+	// installed (no GStreamer at all), else by appsrc ! decoder ! … ! appsink.
+	Units *AnalysisUnits
+	// KeyframesOnly decodes only the keyframes of Units (one analysis frame per GOP, at a
+	// fraction of the decoding cost; media.analysis.keyframes_only on the main stream).
+	KeyframesOnly bool
+	Log           *zap.Logger
 }
 
 // AnalysisHealth is an analysis source's state and counters.
@@ -93,12 +105,14 @@ type AnalysisHealth struct {
 // capture pipeline: it restarts on its own (with back-off) without touching the main
 // stream, and reports whether frames arrive (Health, Changed).
 type AnalysisSource struct {
-	opts    AnalysisSourceOptions
-	log     *zap.Logger
-	desc    string
-	kind    string
-	frames  chan Frame
-	changed chan struct{}
+	opts AnalysisSourceOptions
+	log  *zap.Logger
+	desc string
+	kind string
+	// inProcess: Hub-fed and decoded with libopenh264 in process (no pipeline).
+	inProcess bool
+	frames    chan Frame
+	changed   chan struct{}
 
 	mu        sync.Mutex
 	state     AnalysisState
@@ -129,6 +143,13 @@ func NewAnalysisSource(opts AnalysisSourceOptions) (*AnalysisSource, error) {
 		return nil, fmt.Errorf("analysis source: frame size %dx%d at %d fps: all must be positive", opts.Width, opts.Height, opts.Framerate)
 	}
 	s := &AnalysisSource{opts: opts, log: opts.Log, kind: analysisSourceKind(opts.URI), frames: make(chan Frame, 2), changed: make(chan struct{}, 1)}
+	if opts.Units != nil {
+		if opts.Units.Hub == nil {
+			return nil, errors.New("analysis source: access units without a Hub to read them from")
+		}
+		s.kind = analysisUnits
+		s.inProcess = unitsInProcess(opts.Decoder)
+	}
 	desc, err := s.description()
 	if err != nil {
 		return nil, err
@@ -146,6 +167,16 @@ func (s *AnalysisSource) description() (string, error) {
 	var b strings.Builder
 	sync := "sync=false"
 	switch s.kind {
+	case analysisUnits:
+		keys := ""
+		if o.KeyframesOnly {
+			keys = " (keyframes only)"
+		}
+		if s.inProcess {
+			return fmt.Sprintf("access units of %s%s → libopenh264 %s (in process) → luma plane scaled to %dx%d GRAY8, at most %d fps",
+				o.URI, keys, openh264.Version(), o.Width, o.Height, o.Framerate), nil
+		}
+		return s.unitsDescription(), nil
 	case analysisRTSP:
 		protocols := map[string]string{config.TransportTCP: "tcp", config.TransportUDP: "udp+udp-mcast", config.TransportAuto: "tcp+udp+udp-mcast"}[o.Transport]
 		if protocols == "" {
@@ -177,13 +208,23 @@ func (s *AnalysisSource) description() (string, error) {
 // Description returns the pipeline description with URL passwords redacted.
 func (s *AnalysisSource) Description() string { return config.RedactURL(s.desc) }
 
-// Decoder returns the H.264 decoder the source runs (zero for a raw device).
+// Decoder returns the H.264 decoder the source runs (zero for a raw device); libopenh264
+// when it decodes in process.
 func (s *AnalysisSource) Decoder() Decoder {
-	if s.kind == analysisDevice {
+	switch {
+	case s.kind == analysisDevice:
 		return Decoder{}
+	case s.inProcess:
+		d := s.opts.Decoder
+		d.Element = InProcessOpenH264
+		d.Reason += "; libopenh264 called in process, without GStreamer"
+		return d
 	}
 	return s.opts.Decoder
 }
+
+// InProcessOpenH264 is the decoder name of a source that calls libopenh264 in process.
+const InProcessOpenH264 = "libopenh264"
 
 // Frames delivers the analysis frames. When the reader falls behind, the oldest frame is
 // dropped: motion wants the newest picture.
@@ -196,7 +237,15 @@ func (s *AnalysisSource) Changed() <-chan struct{} { return s.changed }
 func (s *AnalysisSource) Health() AnalysisHealth {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return AnalysisHealth{State: s.state, Frames: s.count, Restarts: s.restarts, LastFrame: s.lastFrame, Reason: s.reason}
+	reason := s.reason
+	if s.state == AnalysisDown && reason == "" {
+		// Down before the run ended: say what the reader knows, or what is seen.
+		reason = config.RedactURL(s.ingestReason())
+		if reason == "" {
+			reason = fmt.Sprintf("%s for %s", errStalled, s.opts.StallTimeout)
+		}
+	}
+	return AnalysisHealth{State: s.state, Frames: s.count, Restarts: s.restarts, LastFrame: s.lastFrame, Reason: reason}
 }
 
 // Run runs the pipeline until ctx ends (nil) or it cannot be built at all (a missing
@@ -210,6 +259,10 @@ func (s *AnalysisSource) Run(ctx context.Context) error {
 	monitorCtx, stopMonitor := context.WithCancel(ctx)
 	defer stopMonitor()
 	go s.monitor(monitorCtx)
+	ingestCtx, stopIngest := context.WithCancel(ctx)
+	wait := s.runIngest(ingestCtx)
+	defer wait()
+	defer stopIngest()
 
 	failures := 0
 	for {
@@ -302,6 +355,9 @@ func (s *AnalysisSource) monitor(ctx context.Context) {
 }
 
 func (s *AnalysisSource) runOnce(ctx context.Context) error {
+	if s.kind == analysisUnits {
+		return s.runUnits(ctx)
+	}
 	p, err := gst.Parse(s.desc, gst.Options{Name: "analysis", Log: s.log, Redact: config.RedactURL})
 	if err != nil {
 		return &setupError{err}
@@ -309,13 +365,7 @@ func (s *AnalysisSource) runOnce(ctx context.Context) error {
 	if err := p.OnSample(AnalysisSink, s.onFrame); err != nil {
 		return &setupError{err}
 	}
-	s.mu.Lock()
-	s.base = s.end
-	s.first = gst.NoTime
-	s.runFrames = 0
-	started := time.Now()
-	s.mu.Unlock()
-
+	started := s.startRun()
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go s.watch(runCtx, cancel, started)
@@ -355,14 +405,29 @@ func (s *AnalysisSource) watch(ctx context.Context, cancel context.CancelCauseFu
 
 // onFrame runs on the GStreamer streaming thread: it must not block.
 func (s *AnalysisSource) onFrame(smp gst.Sample) {
+	stride := 0
+	if smp.Height > 0 {
+		stride = len(smp.Data) / smp.Height
+	}
+	s.deliverStride(smp.Data, smp.Width, smp.Height, stride, smp.PTS)
+}
+
+// deliver hands on a packed GRAY8 frame with its stream timestamp (gst.NoTime: unknown).
+func (s *AnalysisSource) deliver(data []byte, width, height int, pts time.Duration) {
+	s.deliverStride(data, width, height, width, pts)
+}
+
+// deliverStride places a frame on the source's continuous timeline, counts it and hands it
+// on without blocking.
+func (s *AnalysisSource) deliverStride(data []byte, width, height, stride int, streamPTS time.Duration) {
 	now := time.Now()
 	s.mu.Lock()
-	if s.first == gst.NoTime && smp.PTS != gst.NoTime {
-		s.first = smp.PTS
+	if s.first == gst.NoTime && streamPTS != gst.NoTime {
+		s.first = streamPTS
 	}
 	pts := s.end
-	if smp.PTS != gst.NoTime && s.first != gst.NoTime {
-		pts = s.base + smp.PTS - s.first
+	if streamPTS != gst.NoTime && s.first != gst.NoTime {
+		pts = s.base + streamPTS - s.first
 	}
 	s.end = max(s.end, pts+time.Second/time.Duration(s.opts.Framerate))
 	s.count++
@@ -375,10 +440,7 @@ func (s *AnalysisSource) onFrame(smp gst.Sample) {
 		s.signal()
 	}
 
-	f := Frame{Data: smp.Data, Width: smp.Width, Height: smp.Height, PTS: pts, Wall: now}
-	if f.Height > 0 {
-		f.Stride = len(f.Data) / f.Height
-	}
+	f := Frame{Data: data, Width: width, Height: height, Stride: stride, PTS: pts, Wall: now}
 	for {
 		select {
 		case s.frames <- f:

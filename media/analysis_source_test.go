@@ -76,7 +76,7 @@ func TestResolveDecoder(t *testing.T) {
 	}{
 		{"auto without hardware", DecodeAuto, fakeProbe{elements: sw}, false, "avdec_h264", DecodeSoftware, "", "no hardware H.264 decoder"},
 		{"auto without hardware, main stream", DecodeAuto, fakeProbe{elements: swOpen}, false, "avdec_h264", DecodeSoftware, "", "no hardware H.264 decoder"},
-		{"auto without hardware, substream", DecodeAuto, fakeProbe{elements: swOpen}, true, "openh264dec", DecodeSoftware, "", "openh264dec for a low-resolution substream"},
+		{"auto without hardware, substream", DecodeAuto, fakeProbe{elements: swOpen}, true, "openh264dec", DecodeSoftware, "", "openh264 for a low-resolution substream"},
 		{"auto without hardware or openh264, substream", DecodeAuto, fakeProbe{elements: sw}, true, "avdec_h264", DecodeSoftware, "", ""},
 		{"auto on a Pi", DecodeAuto, fakeProbe{elements: pi}, false, "v4l2h264dec", DecodeV4L2, "", "hardware decoder v4l2h264dec"},
 		{"auto on a Pi, substream", DecodeAuto, fakeProbe{elements: pi}, true, "v4l2h264dec", DecodeV4L2, "", ""},
@@ -103,6 +103,35 @@ func TestResolveDecoder(t *testing.T) {
 			require.Equal(t, tt.want, d.Element)
 			require.Equal(t, tt.wantKind, d.Kind)
 			require.Contains(t, d.Reason, tt.reason)
+		})
+	}
+}
+
+// TestResolveDecoderInProcess: with the real probe, openh264 stands for libopenh264 called in
+// process when the library loads, whether or not GStreamer's openh264dec is there; without
+// the library it takes openh264dec, and without either avdec_h264.
+func TestResolveDecoderInProcess(t *testing.T) {
+	if err := inProcessOpenH264(); err != nil {
+		t.Skip(err)
+	}
+	defer func(f func() error) { inProcessOpenH264 = f }(inProcessOpenH264)
+	tests := []struct {
+		name string
+		kind string
+		lib  error // what loading libopenh264 says
+		want string
+	}{
+		{"auto, substream, libopenh264", DecodeAuto, nil, "openh264dec"},
+		{"openh264, libopenh264", DecodeOpenH264, nil, "openh264dec"},
+		{"auto, substream, openh264dec only", DecodeAuto, errors.New("not installed"), map[bool]string{true: "openh264dec", false: "avdec_h264"}[gst.HasElement("openh264dec")]},
+		{"software, substream", DecodeSoftware, nil, "avdec_h264"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inProcessOpenH264 = func() error { return tt.lib }
+			d, err := ResolveDecoder(tt.kind, gst.Probe{}, true)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, d.Element)
 		})
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/media/gst"
+	"github.com/edgecam/edgecam/media/openh264"
 )
 
 // Decoder kinds of motion analysis (media.analysis.decoder).
@@ -63,7 +65,13 @@ type DecoderChecker interface {
 // and every library Debian links it with (about 35 MB more RSS measured, for the same
 // bit-exact pictures). avdec_h264 costs less CPU per pixel (2.3 times less at 720p):
 // software picks it, and auto does for the main stream. openh264 insists on openh264dec.
+// Element openh264dec stands for openh264 either way: a source whose access units come
+// from a Hub (the Go RTSP client) calls libopenh264 in process when it loads
+// (AnalysisSource.Decoder then says libopenh264), so with the real probe the library
+// alone is enough, and no hardware decoder is looked for without a /dev/video* device:
+// GStreamer need not even start.
 func ResolveDecoder(kind string, probe Probe, lowRes bool) (Decoder, error) {
+	_, real := probe.(gst.Probe)
 	works := func(element string) error {
 		if c, ok := probe.(DecoderChecker); ok {
 			return c.DecoderWorks(element)
@@ -74,13 +82,16 @@ func ResolveDecoder(kind string, probe Probe, lowRes bool) (Decoder, error) {
 		return nil
 	}
 	if kind == DecodeOpenH264 {
-		if !probe.HasElement("openh264dec") {
+		if !(real && inProcessOpenH264() == nil) && !probe.HasElement("openh264dec") {
 			return Decoder{}, errors.New("media.analysis.decoder openh264: openh264dec is not installed (gstreamer1.0-plugins-bad with libopenh264); use auto or software")
 		}
 		return Decoder{Kind: DecodeSoftware, Element: "openh264dec", Reason: "software (media.analysis.decoder openh264)"}, nil
 	}
 	var tried []string
-	if kind == DecodeV4L2 || kind == DecodeAuto || kind == "" {
+	// GStreamer registers a V4L2 decoder only for a decoding device: without any
+	// /dev/video*, asking it (which loads its registry, megabytes of memory that a
+	// substream decoded in process would never need) is not necessary.
+	if (kind == DecodeV4L2 || kind == DecodeAuto || kind == "") && (!real || videoDevicesPresent()) {
 		for _, el := range hardwareDecoders {
 			if !probe.HasElement(el) {
 				continue
@@ -107,10 +118,20 @@ func ResolveDecoder(kind string, probe Probe, lowRes bool) (Decoder, error) {
 	case len(tried) > 0:
 		reason = fmt.Sprintf("software (the hardware decoder failed its test picture: %v)", tried)
 	}
-	if lowRes && kind != DecodeSoftware && probe.HasElement("openh264dec") {
-		return Decoder{Kind: DecodeSoftware, Element: "openh264dec", Reason: reason + "; openh264dec for a low-resolution substream (a fraction of avdec_h264's memory)"}, nil
+	if lowRes && kind != DecodeSoftware && ((real && inProcessOpenH264() == nil) || probe.HasElement("openh264dec")) {
+		return Decoder{Kind: DecodeSoftware, Element: "openh264dec", Reason: reason + "; openh264 for a low-resolution substream (a fraction of avdec_h264's memory)"}, nil
 	}
 	return Decoder{Kind: DecodeSoftware, Element: "avdec_h264", Reason: reason}, nil
+}
+
+// inProcessOpenH264 says whether libopenh264 can be called in process (openh264.Load).
+var inProcessOpenH264 = openh264.Load
+
+// videoDevicesPresent reports whether any V4L2 device exists (/dev/video*), as a V4L2
+// decoder needs one.
+func videoDevicesPresent() bool {
+	m, _ := filepath.Glob("/dev/video*")
+	return len(m) > 0
 }
 
 // decoderCheck is two frames of 320x240 H.264 (an IDR and a P-frame), for trying a decoder.

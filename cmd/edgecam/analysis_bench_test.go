@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +27,8 @@ type analysisCase struct {
 	name string
 	// yaml is the media.analysis section's body.
 	yaml string
+	// source is more of the media.source section (e.g. rtsp_client: go).
+	source string
 	// sub is the substream's clip ("" for none).
 	sub string
 	fps int
@@ -33,14 +37,16 @@ type analysisCase struct {
 // BenchmarkAnalysisCost measures what motion analysis costs the agent (edgecam run) on a
 // 720p30 2 Mbit/s RTSP camera passed through to one Go viewer, recording off: analysis
 // off, on the main stream (every frame decoded in software), the main stream's keyframes
-// only, and on a low-resolution substream of the same scene served by a second RTSP server
+// only (each through GStreamer's capture pipeline, or read by the Go RTSP client and
+// decoded from the hub: main-go*), and on a low-resolution substream of the same scene served by a second RTSP server
 // (320x180 and 640x360 at 15 fps, and 320x180 at the analysis rate, 5 fps;
 // media.analysis.source). The cases run interleaved in
 // each iteration (-benchtime=3x: three rounds), so that the machine's load falls on all of
 // them alike. Reported per case: CPU seconds per 30 s (user + system, from /proc) and peak
 // RSS. ANALYSIS_BENCH_WINDOW=10s shortens the window for a quick try;
 // ANALYSIS_BENCH_CASES=off,sub-320x180-15fps runs only those cases; ANALYSIS_BENCH_SMAPS=1
-// prints the agent's largest mappings by RSS after each case (where the memory goes).
+// prints the agent's largest mappings by RSS after each case (where the memory goes);
+// ANALYSIS_BENCH_PROFILE=dir writes each agent's Go CPU profile there (--cpu-profile).
 func BenchmarkAnalysisCost(b *testing.B) {
 	window := 30 * time.Second
 	if w := os.Getenv("ANALYSIS_BENCH_WINDOW"); w != "" {
@@ -63,6 +69,10 @@ func BenchmarkAnalysisCost(b *testing.B) {
 		{name: "off", yaml: "enabled: false"},
 		{name: "main", yaml: "enabled: true"},
 		{name: "main-keyframes", yaml: "enabled: true\n    keyframes_only: true"},
+		// The main stream read by the Go RTSP client, its access units decoded from the hub.
+		{name: "main-go", yaml: "enabled: true", source: "rtsp_client: go"},
+		{name: "main-go-keyframes", yaml: "enabled: true\n    keyframes_only: true", source: "rtsp_client: go"},
+		{name: "main-go-keyframes-openh264", yaml: "enabled: true\n    keyframes_only: true\n    decoder: openh264", source: "rtsp_client: go"},
 		{name: "sub-320x180-15fps", yaml: "enabled: true", sub: sub320, fps: 15},
 		{name: "sub-640x360-15fps", yaml: "enabled: true", sub: sub640, fps: 15},
 		{name: "sub-320x180-5fps", yaml: "enabled: true", sub: sub320at5, fps: 5},
@@ -81,20 +91,25 @@ func BenchmarkAnalysisCost(b *testing.B) {
 	}
 	cpu := make([]float64, len(cases))
 	peak := make([]float64, len(cases))
+	fps := make([]float64, len(cases))
 	n := 0
 	b.StartTimer()
 	for b.Loop() {
 		for i, c := range cases {
-			c, r := measureAnalysis(b, mainClip, c, window)
-			b.Logf("round %d %s: %.2f CPU-s per 30 s, %.0f MB", n+1, cases[i].name, c, r)
-			cpu[i] += c
-			peak[i] = max(peak[i], r)
+			m := measureAnalysis(b, mainClip, c, window)
+			b.Logf("round %d %s: %.2f CPU-s per 30 s, %.0f MB, %.2f analysis fps", n+1, cases[i].name, m.cpu, m.rss, m.fps)
+			cpu[i] += m.cpu
+			peak[i] = max(peak[i], m.rss)
+			fps[i] += m.fps
 		}
 		n++
 	}
 	for i, c := range cases {
 		b.ReportMetric(cpu[i]/float64(n), c.name+"-cpu-s/30s")
 		b.ReportMetric(peak[i], c.name+"-rss-MB")
+		if fps[i] > 0 {
+			b.ReportMetric(fps[i]/float64(n), c.name+"-analysis-fps")
+		}
 	}
 }
 
@@ -129,9 +144,59 @@ func serveClip(b *testing.B, path string, fps int) (*rtsptest.Server, func()) {
 	return srv, srv.Stop
 }
 
+// analysisFigures are one case's measurements: CPU seconds per 30 s, peak RSS in MB, and
+// analysis frames per second (from the status message's motion.analysis.frames, which
+// counts only a source of its own: 0 for the capture pipeline's analysis branch).
+type analysisFigures struct{ cpu, rss, fps float64 }
+
+// statusFrames records motion.analysis.frames from each status message, with when it came.
+type statusFrames struct {
+	mu   sync.Mutex
+	at   []time.Time
+	seen []uint64
+}
+
+func (s *statusFrames) observe(_ string, payload []byte) {
+	var st struct {
+		Motion struct {
+			Analysis *struct {
+				Frames uint64 `json:"frames"`
+			} `json:"analysis"`
+		} `json:"motion"`
+	}
+	if json.Unmarshal(payload, &st) != nil || st.Motion.Analysis == nil || st.Motion.Analysis.Frames == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.at = append(s.at, time.Now())
+	s.seen = append(s.seen, st.Motion.Analysis.Frames)
+}
+
+// rate returns the analysis frames per second between the first and last status messages
+// received within [from, to] (0 when fewer than two).
+func (s *statusFrames) rate(from, to time.Time) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first, last := -1, -1
+	for i, t := range s.at {
+		if t.Before(from) || t.After(to) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+	}
+	if first < 0 || last == first {
+		return 0
+	}
+	return float64(s.seen[last]-s.seen[first]) / s.at[last].Sub(s.at[first]).Seconds()
+}
+
 // measureAnalysis runs the agent with one viewer and analysis as c says, and measures it
 // over window after the viewer's first keyframe and a few seconds more for analysis to run.
-func measureAnalysis(b *testing.B, mainClip string, c analysisCase, window time.Duration) (cpuSeconds, rssMB float64) {
+func measureAnalysis(b *testing.B, mainClip string, c analysisCase, window time.Duration) analysisFigures {
 	b.StopTimer()
 	defer b.StartTimer()
 	srv, stop := serveClip(b, mainClip, 30)
@@ -161,24 +226,35 @@ func measureAnalysis(b *testing.B, mainClip string, c analysisCase, window time.
 		b.Fatalf("localcloud's agent configuration has no %q section any more: adapt this benchmark", head)
 	}
 	cfg = strings.Replace(cfg, head, head+"  mode: \"off\"\n", 1)
+	frames := &statusFrames{}
+	if err := cloud.Observe("edgecam/"+thing+"/status", frames.observe); err != nil {
+		b.Fatal(err)
+	}
 	cfg += fmt.Sprintf(`device:
   serial: %s
 log:
   level: warn
 metrics:
   listen: ""
+telemetry:
+  interval: 5s
 media:
   source:
     kind: rtsp
     url: %q
+    %s
   analysis:
     %s
-`, thing, srv.URL(), analysis)
+`, thing, srv.URL(), c.source, analysis)
 	cfgPath := filepath.Join(dir, "edgecam.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	agent := exec.Command(binary, "run", "--config", cfgPath)
+	args := []string{"run", "--config", cfgPath}
+	if dir := os.Getenv("ANALYSIS_BENCH_PROFILE"); dir != "" {
+		args = append(args, "--cpu-profile", filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", c.name, time.Now().Unix())))
+	}
+	agent := exec.Command(binary, args...)
 	agent.Stderr = os.Stderr
 	if err := agent.Start(); err != nil {
 		b.Fatal(err)
@@ -233,7 +309,11 @@ media:
 		logMappings(b, pid, c.name)
 	}
 	// USER_HZ is 100 on Linux; the figure is per 30 s whatever the window.
-	return float64(ticks) / 100 * float64(30*time.Second) / float64(elapsed), peak
+	return analysisFigures{
+		cpu: float64(ticks) / 100 * float64(30*time.Second) / float64(elapsed),
+		rss: peak,
+		fps: frames.rate(began, time.Now()),
+	}
 }
 
 // logMappings logs the process's largest mappings by resident size (where the RSS goes).
