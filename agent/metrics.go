@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -449,6 +450,10 @@ func (a *Agent) startMetrics(ctx context.Context) chan struct{} {
 	return done
 }
 
+// DefaultMemProfileRate is Go's default runtime.MemProfileRate: a heap profile sample every
+// 512 KB allocated on average.
+const DefaultMemProfileRate = 512 * 1024
+
 // serveMetrics serves /metrics (Prometheus text format), /healthz, /readyz and, with
 // metrics.pprof, /debug/pprof/, until ctx ends.
 func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener) {
@@ -471,6 +476,11 @@ func (a *Agent) serveMetrics(ctx context.Context, ln net.Listener) {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	if a.cfg.Metrics.PProf {
+		// edgecam turns the heap profile's sampling off unless it is served (cmd/edgecam):
+		// it samples from now on.
+		if runtime.MemProfileRate == 0 {
+			runtime.MemProfileRate = DefaultMemProfileRate
+		}
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
