@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,7 +33,11 @@ import (
 // side. Run one combination with e.g.
 // -bench 'LiveViewLoad/recording=off/analysis=off/viewers=1$'; LOAD_BENCH_BINARY runs another
 // build of edgecam instead of this tree's (A/B comparisons). The kvssink combinations are
-// skipped when kvssink is not built (make kvssink).
+// skipped when kvssink is not built (make kvssink). The agent is the device build
+// (-tags nolocalcloud, as make deb builds it). pss-MB is the proportional set size (shared
+// libraries' pages count by their share). LOAD_BENCH_DUMP=dir writes the agent's smaps,
+// smaps_rollup, status, heap profile and goroutines at the end of each window into dir (the
+// metrics endpoint is on then, with pprof, which costs memory of its own).
 func BenchmarkLiveViewLoad(b *testing.B) {
 	window := 30 * time.Second
 	if w := os.Getenv("LOAD_BENCH_WINDOW"); w != "" {
@@ -53,14 +60,16 @@ func BenchmarkLiveViewLoad(b *testing.B) {
 						}
 						pluginDir = dir
 					}
-					var cpu, rss float64
+					var cpu, rss, pss float64
 					n := 0
 					for b.Loop() {
-						c, r := measureLoad(b, loadCase{viewers: viewers, analysis: analysis, recording: recording, pluginDir: pluginDir}, window)
-						cpu, rss, n = cpu+c, max(rss, r), n+1
+						m := measureLoad(b, loadCase{viewers: viewers, analysis: analysis, recording: recording, pluginDir: pluginDir,
+							dump: dumpDir(b, name)}, window)
+						cpu, rss, pss, n = cpu+m.cpuSeconds, max(rss, m.rssMB), max(pss, m.pssMB), n+1
 					}
 					b.ReportMetric(cpu/float64(n), "cpu-s/30s")
 					b.ReportMetric(rss, "rss-MB")
+					b.ReportMetric(pss, "pss-MB")
 				})
 			}
 		}
@@ -73,6 +82,27 @@ type loadCase struct {
 	analysis  bool
 	recording string // off, or the KVS uploader (kvssink, native)
 	pluginDir string // kvssink's directory
+	dump      string // where to write the agent's memory maps and heap profile at the window's end; "" for none
+}
+
+// dumpDir is where the combination name writes its memory dump (LOAD_BENCH_DUMP), or "".
+func dumpDir(b *testing.B, name string) string {
+	root := os.Getenv("LOAD_BENCH_DUMP")
+	if root == "" {
+		return ""
+	}
+	dir := filepath.Join(root, strings.NewReplacer("/", "_", "=", "-").Replace(name))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatalf("LOAD_BENCH_DUMP: %v", err)
+	}
+	return dir
+}
+
+// loadFigures are what measureLoad measures of the agent.
+type loadFigures struct {
+	cpuSeconds float64 // user + system per 30 s
+	rssMB      float64 // peak VmRSS
+	pssMB      float64 // peak proportional set size: shared file pages count by share
 }
 
 // recordingSection is the agent configuration's recording section for c: it replaces the
@@ -87,7 +117,7 @@ func recordingSection(c loadCase) string {
 
 const loadStream = "bench-stream"
 
-func measureLoad(b *testing.B, c loadCase, window time.Duration) (cpuSeconds, rssMB float64) {
+func measureLoad(b *testing.B, c loadCase, window time.Duration) loadFigures {
 	b.StopTimer()
 	defer b.StartTimer()
 	clipPath, _, err := testclip.Load(testclip.Live720)
@@ -132,19 +162,20 @@ func measureLoad(b *testing.B, c loadCase, window time.Duration) (cpuSeconds, rs
 log:
   level: warn
 metrics:
-  listen: ""
+  listen: %q
+  pprof: %t
 media:
   source:
     kind: rtsp
     url: %q
   analysis:
     enabled: %t
-`, thing, srv.URL(), c.analysis)
+`, thing, metricsListen(c), c.dump != "", srv.URL(), c.analysis)
 	cfgPath := filepath.Join(dir, "edgecam.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	bin := binary
+	bin := deviceBinary(b)
 	if alt := os.Getenv("LOAD_BENCH_BINARY"); alt != "" {
 		bin = alt // another build of edgecam, to compare (A/B) on the same machine in the same run
 	}
@@ -208,20 +239,92 @@ media:
 	}
 	pid := agent.Process.Pid
 	start, began := cpuTicks(b, pid), time.Now()
-	peak := 0.0
+	var f loadFigures
 	end := time.Now().Add(window)
 	for time.Now().Before(end) {
 		time.Sleep(time.Second)
-		peak = max(peak, rss(b, pid))
+		f.rssMB = max(f.rssMB, rss(b, pid))
+		f.pssMB = max(f.pssMB, pss(b, pid))
 	}
 	ticks, elapsed := cpuTicks(b, pid)-start, time.Since(began)
+	if c.dump != "" {
+		dumpMemory(b, pid, metricsListen(c), c.dump)
+	}
 	if c.recording != "off" {
 		if st, err := cloud.KVSStreamStats(loadStream); err == nil && len(st.Errors) > 0 {
 			b.Fatalf("recording through %s: KVS acknowledged errors %v", c.recording, st.Errors)
 		}
 	}
 	// USER_HZ is 100 on Linux; the figure is per 30 s whatever the window.
-	return float64(ticks) / 100 * float64(30*time.Second) / float64(elapsed), peak
+	f.cpuSeconds = float64(ticks) / 100 * float64(30*time.Second) / float64(elapsed)
+	return f
+}
+
+// metricsListen is the agent's metrics.listen for c: off unless its memory is dumped (the
+// endpoint serves the heap profile then, and costs memory of its own).
+func metricsListen(c loadCase) string {
+	if c.dump == "" {
+		return ""
+	}
+	return "127.0.0.1:19464"
+}
+
+// dumpMemory writes the agent's /proc smaps, smaps_rollup and status and a heap profile
+// (with Go's MemStats, debug=1) into dir.
+func dumpMemory(b *testing.B, pid int, listen, dir string) {
+	for _, name := range []string{"smaps", "smaps_rollup", "status"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for file, query := range map[string]string{"heap.pb.gz": "", "heap.txt": "?debug=1", "goroutines.txt": "goroutine?debug=1"} {
+		path := "heap" + query
+		if strings.HasPrefix(query, "goroutine") {
+			path = query
+		}
+		resp, err := http.Get("http://" + listen + "/debug/pprof/" + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var (
+	deviceOnce sync.Once
+	devicePath string
+	deviceErr  error
+)
+
+// deviceBinary is edgecam built as the device package builds it (packaging/build-deb.sh:
+// -tags nolocalcloud, stripped), which is what runs on a camera; built once per test binary
+// next to the tests' own build.
+func deviceBinary(b *testing.B) string {
+	deviceOnce.Do(func() {
+		devicePath = filepath.Join(filepath.Dir(binary), "edgecam-device")
+		args := []string{"build", "-trimpath", "-tags", "nolocalcloud", "-ldflags", "-s -w", "-o", devicePath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+			deviceErr = fmt.Errorf("go build -tags nolocalcloud: %w\n%s", err, out)
+		}
+	})
+	if deviceErr != nil {
+		b.Fatal(deviceErr)
+	}
+	return devicePath
 }
 
 // cpuTicks returns utime+stime of a process from /proc/<pid>/stat.
@@ -234,6 +337,22 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	return utime + stime
+}
+
+// pss returns the proportional set size of a process in MB (smaps_rollup): file pages shared
+// with other processes count by their share.
+func pss(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if strings.HasPrefix(line, "Pss:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // rss returns VmRSS of a process in MB.
