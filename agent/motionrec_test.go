@@ -41,12 +41,18 @@ func fileStart(t *testing.T, path string) time.Time {
 // says when motion happens).
 func motionAgent(t *testing.T, idleFPS int) (*Agent, func()) {
 	t.Helper()
+	return motionAgentWith(t, idleFPS, 2*time.Second)
+}
+
+// motionAgentWith is motionAgent with motion.pre_roll set to preRoll.
+func motionAgentWith(t *testing.T, idleFPS int, preRoll time.Duration) (*Agent, func()) {
+	t.Helper()
 	cfg := testConfig(t)
 	cfg.Media.Source = config.Source{Kind: config.SourceCustom, Format: config.FormatRaw, Width: 320, Height: 180, Framerate: 30,
 		Pipeline: "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=320,height=180,framerate=30/1"}
 	cfg.Recording.Mode = config.RecordMotion
 	cfg.Recording.Local.Segment = 30 * time.Second // one file per recording
-	cfg.Motion.PreRoll = 2 * time.Second
+	cfg.Motion.PreRoll = preRoll
 	cfg.Motion.IdleBitrateKbps, cfg.Motion.IdleFramerate = 0, idleFPS
 	require.Empty(t, cfg.Validate())
 	a, err := New(Options{Config: cfg})
@@ -56,6 +62,20 @@ func motionAgent(t *testing.T, idleFPS int) (*Agent, func()) {
 	go func() { done <- a.Run(ctx) }()
 	require.Eventually(t, func() bool { return a.Frames() > 100 }, 20*time.Second, 20*time.Millisecond, "3 s of video for the pre-roll")
 	return a, func() { cancel(); require.NoError(t, <-done) }
+}
+
+// motionRecordingEnded reports whether every motion recording has finalised its file.
+func motionRecordingEnded(a *Agent) bool {
+	a.motion.mu.Lock()
+	defer a.motion.mu.Unlock()
+	for _, s := range a.motion.sessions {
+		select {
+		case <-s.done:
+		default:
+			return false
+		}
+	}
+	return len(a.motion.sessions) > 0
 }
 
 func motionStart(a *Agent, preRoll time.Duration) {
@@ -72,16 +92,21 @@ func motionEnd(a *Agent) {
 // is still open extends it; one that starts later gets its own file, which does not repeat
 // what the previous file holds.
 func TestMotionRecordingsNeverRepeat(t *testing.T) {
-	a, stop := motionAgent(t, 0)
-	motionStart(a, 2*time.Second)
+	// A pre-roll of 4 s: the 1 s between the first two events stays well within it even on
+	// a loaded machine.
+	const preRoll = 4 * time.Second
+	a, stop := motionAgentWith(t, 0, preRoll)
+	motionStart(a, preRoll)
 	time.Sleep(1500 * time.Millisecond)
 	motionEnd(a)
 	time.Sleep(time.Second) // within the pre-roll: the same recording goes on
-	motionStart(a, 2*time.Second)
+	motionStart(a, preRoll)
 	time.Sleep(time.Second)
 	motionEnd(a)
-	time.Sleep(3 * time.Second) // the recording ends 2 s after the event; the next pre-roll reaches back into it
-	motionStart(a, 2*time.Second)
+	// The recording ends pre_roll after the event; the next event's pre-roll reaches back
+	// into what it wrote.
+	require.Eventually(t, func() bool { return motionRecordingEnded(a) }, 30*time.Second, 20*time.Millisecond, "the first recording ends")
+	motionStart(a, preRoll)
 	time.Sleep(time.Second)
 	motionEnd(a)
 	time.Sleep(500 * time.Millisecond)
@@ -97,8 +122,9 @@ func TestMotionRecordingsNeverRepeat(t *testing.T) {
 	t.Logf("first recording %d frames, ends %s; second starts %s (overlap %s)", n1, end1.Format("15:04:05.000"),
 		fileStart(t, second).Format("15:04:05.000"), overlap)
 	require.Less(t, overlap, 200*time.Millisecond, "the second recording does not repeat the first")
-	// 2 s of pre-roll (from the keyframe at or before it), 1.5 s of motion, the 1 s between
-	// the events (written when the second came), 1 s of motion: one continuous file.
+	// The pre-roll (from the keyframe at or before it, as far as the hub reaches), 1.5 s of
+	// motion, the 1 s between the events (written when the second came), 1 s of motion: one
+	// continuous file.
 	require.GreaterOrEqual(t, n1, 150, "the first file holds both events and the time between them")
 }
 
