@@ -159,7 +159,19 @@ func (cfg *Config) Validate() Problems {
 }
 
 // kvsNameRE is Kinesis Video's rule for stream and signaling channel names.
-var kvsNameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,256}$`)
+var kvsNameRE = boundedRE{regexp.MustCompile(`^[a-zA-Z0-9_.-]+$`), 256}
+
+// boundedRE matches 1 to max characters of an ASCII class: the same as the pattern
+// {1,max}, whose compiled program (max copies of the class, up to 90 KB each) would stay in
+// the agent's heap for good.
+type boundedRE struct {
+	re  *regexp.Regexp
+	max int
+}
+
+func (b boundedRE) MatchString(s string) bool {
+	return len(s) >= 1 && len(s) <= b.max && b.re.MatchString(s)
+}
 
 // deliversRaw reports whether the source delivers raw video as configured (auto formats
 // count as H.264-capable: they are resolved when the camera is probed).
@@ -231,9 +243,9 @@ func (cfg *Config) validateSource(c *checker) {
 
 var (
 	regionRE   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	serialRE   = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-	templateRE = regexp.MustCompile(`^[0-9A-Za-z_-]{1,36}$`)
-	aliasRE    = regexp.MustCompile(`^[\w=,@-]{1,128}$`)
+	serialRE   = boundedRE{regexp.MustCompile(`^[a-zA-Z0-9:_-]+$`), 128}
+	templateRE = boundedRE{regexp.MustCompile(`^[0-9A-Za-z_-]+$`), 36}
+	aliasRE    = boundedRE{regexp.MustCompile(`^[\w=,@-]+$`), 128}
 )
 
 // validateCloud checks the AWS, IoT, provisioning, credentials and telemetry keys.
