@@ -39,14 +39,15 @@ func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 			continue
 		}
 		o := y0 * stride
-		r0 := frame[o : o+w]
-		r1 := frame[o+stride : o+stride+w]
-		r2 := frame[o+2*stride : o+2*stride+w]
-		r3 := frame[o+3*stride : o+3*stride+w]
-		for j := 0; j < j0; j++ {
+		for j := range j0 {
 			res[j] = invalid
 		}
-		p0, p1 := j0*blk+sx, pairsEnd*blk+sx
+		// The whole pairs of blocks, as four rows of pixels.
+		p0, p1 := o+j0*blk+sx, o+pairsEnd*blk+sx
+		r0 := frame[p0:p1]
+		r1 := frame[p0+stride : p1+stride]
+		r2 := frame[p0+2*stride : p1+2*stride]
+		r3 := frame[p0+3*stride : p1+3*stride]
 		if project {
 			// Without a shift, the same loads give the projections for the shake
 			// estimate: column sums in lanes, row sums per row.
@@ -54,12 +55,12 @@ func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 			// noise, and half the work.
 			row := st.row[y0 : y0+4]
 			if by&1 == 0 {
-				e, y := blockRowProject(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1], st.acc)
+				e, y := blockRowProject(res[j0:pairsEnd], r0, r1, r2, r3, st.acc)
 				for i := range row {
 					row[i] = rowSum(e[i], y[i])
 				}
 			} else {
-				sums := blockRowRows(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+				sums := blockRowRows(res[j0:pairsEnd], r0, r1, r2, r3)
 				for i := range row {
 					row[i] = int32(fold(sums[i]))
 				}
@@ -68,23 +69,24 @@ func (d *Detector) differences(frame []byte, sx, sy int, project bool) {
 				st.flush(st.acc)
 			}
 		} else {
-			blockRow(res[j0:pairsEnd], r0[p0:p1], r1[p0:p1], r2[p0:p1], r3[p0:p1])
+			blockRow(res[j0:pairsEnd], r0, r1, r2, r3)
 		}
 		for j := pairsEnd; j < bw; j++ {
-			x0, x1 := j*blk+sx, min(j*blk+blk+sx, w)
-			if j >= j1 && (sx != 0 || x0 >= x1) {
-				res[j] = invalid
-				continue
-			}
-			if j < j1 {
+			x0 := j*blk + sx
+			switch {
+			case j < j1:
 				res[j] = blockSum(frame, stride, x0, y0) // a whole block: its mean
-				continue
+			case sx != 0 || x0 >= w:
+				res[j] = invalid
+			default: // the right edge without a shift, narrower than a block
+				var sum int32
+				for x := x0; x < w; x++ {
+					for i := range blk {
+						sum += int32(frame[o+i*stride+x])
+					}
+				}
+				res[j] = sum * unit / int32((w-x0)*blk)
 			}
-			var sum int32
-			for x := x0; x < x1; x++ {
-				sum += int32(r0[x]) + int32(r1[x]) + int32(r2[x]) + int32(r3[x])
-			}
-			res[j] = sum * unit / int32((x1-x0)*blk)
 		}
 	}
 }

@@ -475,42 +475,43 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 // positions, at the shift when atShift, else in place; the other is read from the frame.
 // (For the full blocks it samples, a block of cur is exactly blockSum at its position.)
 func (d *Detector) shiftFits(frame []byte, sx, sy int, atShift bool) bool {
-	var at, in int64
 	w, h, bw, stride, bg, cur := d.w, d.h, d.bw, d.stride, d.bg, d.cur
 	ox, oy := sx, sy // where the blocks not in cur are read
 	if atShift {
 		ox, oy = 0, 0
 	}
+	// Only blocks whole at both places count: x0 and y0 in [0, hi].
+	xhi, yhi := min(w-blk-sx, w-blk), min(h-blk-sy, h-blk)
+	var inCur, read int64
 	rc := raster{bw: bw}
 	for i := 0; i < len(d.sample); i += 4 {
-		k := int(d.sample[i]) // in increasing order
-		bx, by := rc.at(k)
+		bx, by := rc.at(int(d.sample[i])) // in increasing order
 		x0, y0 := bx*blk, by*blk
-		if x0+sx < 0 || y0+sy < 0 || x0+sx+blk > w || y0+sy+blk > h || x0+blk > w || y0+blk > h {
+		if x0+sx < 0 || y0+sy < 0 || x0 > xhi || y0 > yhi {
 			continue
 		}
+		k := by*bw + bx
 		b := bg[k] >> bgFrac
-		c := int64(abs(cur[k] - b))
-		o := int64(abs(blockSum(frame, stride, x0+ox, y0+oy) - b))
-		if atShift {
-			at, in = at+c, in+o
-		} else {
-			at, in = at+o, in+c
-		}
+		inCur += int64(abs(cur[k] - b))
+		read += int64(abs(blockSum(frame, stride, x0+ox, y0+oy) - b))
 	}
-	return at < in
+	if atShift {
+		return inCur < read
+	}
+	return read < inCur
 }
 
 // blockSum is the sum of the block of pixels at x, y: its mean in 1/16 grey level.
 func blockSum(frame []byte, stride, x, y int) int32 {
 	o := y*stride + x
 	b := frame[o : o+3*stride+blk]
-	// Bytes into 16-bit lanes, four rows of four (at most 2040 a lane).
-	const m = 0x00ff00ff
-	v0, v1 := load32(b[0:4]), load32(b[stride:stride+4])
-	v2, v3 := load32(b[2*stride:2*stride+4]), load32(b[3*stride:3*stride+4])
-	s := v0&m + v0>>8&m + v1&m + v1>>8&m + v2&m + v2>>8&m + v3&m + v3>>8&m
-	return int32(s&0xffff + s>>16)
+	// Two rows of four pixels a word; their neighbouring pixels' sums in 16-bit lanes,
+	// two words' worth at most 1020 a lane.
+	v := uint64(load32(b[:4])) | uint64(load32(b[stride:stride+4]))<<32
+	u := uint64(load32(b[2*stride:2*stride+4])) | uint64(load32(b[3*stride:3*stride+4]))<<32
+	s := pairs(v) + pairs(u)
+	s += s >> 16 // lanes 0 and 2: two rows each
+	return int32(uint16(s)) + int32(uint16(s>>32))
 }
 
 // load32 reads 4 bytes little-endian; the compiler turns it into one load.
