@@ -69,6 +69,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"WatchdogSec", "60s"},
 		{"Restart", "on-failure"},
+		{"RestartPreventExitStatus", "78"},
 		{"StartLimitBurst", "5"},
 		{"StartLimitIntervalSec", "30min"},
 		{"DevicePolicy", "closed"},

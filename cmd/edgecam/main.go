@@ -23,11 +23,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// Exit codes: systemd's unit does not restart on exitConfig, which needs a human.
+// Exit codes: systemd's unit does not restart on exitConfig, which needs a human. It is
+// sysexits' EX_CONFIG (78), not 2: the Go runtime exits with 2 when the agent panics or dies
+// of a fatal error, and such a crash must be restarted.
 const (
 	exitOK      = 0
 	exitFailure = 1
-	exitConfig  = 2
+	exitConfig  = 78
 )
 
 func main() {
@@ -79,7 +81,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "edgecam:", err)
+	// Under systemd, with the error priority on each line: journalctl -p err shows why it stopped.
+	_ = logging.Fprintln(stderr, zap.ErrorLevel, "edgecam:", err)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
