@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,10 +144,12 @@ func (r *SegmentRecorder) Record(ctx context.Context, sub *Subscription) error {
 		opened := r.count
 		r.mu.Unlock()
 		err := r.f.record(ctx, sub)
+		if err != nil {
+			r.discardBroken(opened) // a failed file is neither kept without a frame nor counted
+		}
 		if !isNoSpace(err) || ctx.Err() != nil {
 			return err
 		}
-		r.discardBroken(opened)
 		freed := 0
 		if r.opts.Janitor != nil {
 			freed = r.opts.Janitor.Sweep(r.opts.Janitor.opts.Now())
@@ -181,14 +184,20 @@ func isNoSpace(err error) bool {
 }
 
 // discardBroken deletes the files opened since the count was opened that hold no complete
-// frame (the header alone, or nothing): a full disk leaves such files behind.
+// frame (the header alone, or nothing): a full disk leaves such files behind. A file that
+// could not be created at all is forgotten too: it is no segment.
 func (r *SegmentRecorder) discardBroken(opened int) {
 	r.mu.Lock()
 	n := min(r.count-opened, len(r.files))
 	names := append([]string(nil), r.files[len(r.files)-n:]...)
 	r.mu.Unlock()
 	for _, name := range names {
-		if info, err := os.Stat(name); err == nil && info.Size() < minSegmentBytes {
+		info, err := os.Stat(name)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			r.forget(name)
+			continue
+		}
+		if err == nil && info.Size() < minSegmentBytes {
 			if os.Remove(name) == nil {
 				r.forget(name)
 				r.log.Info("deleted a segment cut short before its first frame", zap.String("file", name), zap.Int64("bytes", info.Size()))
