@@ -49,6 +49,15 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 	for _, v := range m {
 		t.flat = t.flat && v == m[0]
 	}
+	clear(t.dev[:])
+	if t.flat {
+		// What the interpolation below gives between equal values: the usual frame.
+		for g := range t.lut {
+			t.lut[g] = m[0]
+		}
+		beyond = t.deviationsFlat(n, m[0])
+		return shift, beyond, int32(median(t.dev[:], n))
+	}
 	const width = 256 / toneBins
 	for g := range width/2 + 1 {
 		t.lut[g] = m[0]
@@ -63,7 +72,6 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 			seg[f] = (lo*(width-int32(f)) + hi*int32(f)) / width
 		}
 	}
-	clear(t.dev[:])
 	beyond = t.deviations(n)
 	return shift, beyond, int32(median(t.dev[:], n))
 }
@@ -101,6 +109,18 @@ func (t *toneCurve) deviations(n int) (beyond int) {
 	sg = sg[:len(sr)]
 	for j, r := range sr {
 		e := abs(r - t.lut[sg[j]])
+		if e >= illumDiff*unit || abs(r) >= illumDiff*unit {
+			beyond++
+		}
+		t.dev[min(uint32(e), uint32(len(t.dev)-1))]++
+	}
+	return beyond
+}
+
+// deviationsFlat is deviations for a flat curve, shift at every grey level.
+func (t *toneCurve) deviationsFlat(n int, shift int32) (beyond int) {
+	for _, r := range t.sr[:n] {
+		e := abs(r - shift)
 		if e >= illumDiff*unit || abs(r) >= illumDiff*unit {
 			beyond++
 		}
