@@ -186,16 +186,29 @@ func projectRows(r0, r1 []byte) (e0, y0, e1, y1 uint64) {
 // few variables in registers.
 func blockRow(res []int32, r0, r1, r2, r3 []byte) {
 	n := len(r0)
-	// Full slice expressions: with cap = n and x < n-7, the loads need no bounds check;
-	// j, stepped along, needs none either.
+	// Full slice expressions: with cap = n and x < n-15, the loads need no bounds check,
+	// nor the stores with j stepped along.
 	r0, r1, r2, r3 = r0[:n:n], r1[:n:n], r2[:n:n], r3[:n:n]
-	xEnd, jEnd := n-7, len(res)-1
-	for x, j := 0, 0; x < xEnd && j < jEnd; x, j = x+8, j+2 {
-		v0, v1, v2, v3 := load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])
-		e := v0&lanes8 + v1&lanes8 + v2&lanes8 + v3&lanes8
-		y := v0>>8 + v1>>8 + v2>>8 + v3>>8
-		store2(res, j, e+odd(e, y))
+	x, j := 0, 0
+	for xEnd, jEnd := n-15, len(res)-3; x < xEnd && j < jEnd; x, j = x+16, j+4 {
+		// Four blocks at a time: half the loop's overhead.
+		p := sum4(load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8]))
+		q := sum4(load64(r0[x+8:x+16]), load64(r1[x+8:x+16]), load64(r2[x+8:x+16]), load64(r3[x+8:x+16]))
+		p += p >> 16 // lanes 0 and 2 sum a block each (at most 4080)
+		q += q >> 16
+		res[j], res[j+1] = int32(uint16(p)), int32(uint16(p>>32))
+		res[j+2], res[j+3] = int32(uint16(q)), int32(uint16(q>>32))
 	}
+	if x < n-7 {
+		store2(res, j, sum4(load64(r0[x:x+8]), load64(r1[x:x+8]), load64(r2[x:x+8]), load64(r3[x:x+8])))
+	}
+}
+
+// sum4 adds the neighbouring pixels of four words, one from each of four rows, into
+// 16-bit lanes (at most 2040 each).
+func sum4(v0, v1, v2, v3 uint64) uint64 {
+	e := v0&lanes8 + v1&lanes8 + v2&lanes8 + v3&lanes8
+	return e + odd(e, v0>>8+v1>>8+v2>>8+v3>>8)
 }
 
 // store2 stores the sums of two blocks, j and j+1, from the 16-bit lanes of p (two
