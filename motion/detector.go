@@ -15,6 +15,7 @@ package motion
 import (
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 // Defaults used when the corresponding Options field is zero.
@@ -680,13 +681,11 @@ func learnStillFlat(cur, bs, vs []int32, cs, ns []uint8, k0 int, shift, rate, ra
 func marked(list []int32, cs []uint8) []int32 {
 	n := len(cs) &^ 7
 	for i := 0; i < n; i += 8 {
-		if load64(cs[i:i+8]) == 0 {
-			continue
-		}
-		for j, c := range cs[i : i+8] {
-			if c != 0 {
-				list = append(list, int32(i+j))
-			}
+		// The non-zero bytes of the word, lowest first, without a branch per byte.
+		for v := load64(cs[i : i+8]); v != 0; {
+			b := bits.TrailingZeros64(v) &^ 7
+			list = append(list, int32(i+b>>3))
+			v &^= 0xff << b
 		}
 	}
 	for i := n; i < len(cs); i++ {

@@ -552,3 +552,24 @@ func TestStationaryChangeIsAbsorbed(t *testing.T) {
 		require.False(t, rs[i].Motion, "frame %d: the place it left is no motion", i)
 	}
 }
+
+// TestMarkedListsNonZero: marked lists exactly the non-zero entries, in order, for any
+// length and any non-zero values.
+func TestMarkedListsNonZero(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 500 {
+		cs := make([]uint8, rng.IntN(100))
+		for i := range cs {
+			if rng.IntN(4) == 0 {
+				cs[i] = uint8(1 + rng.IntN(255))
+			}
+		}
+		var want []int32
+		for i, c := range cs {
+			if c != 0 {
+				want = append(want, int32(i))
+			}
+		}
+		require.Equal(t, want, marked(nil, cs), "%v", cs)
+	}
+}
