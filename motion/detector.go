@@ -209,6 +209,8 @@ type Detector struct {
 	// The median and noise estimates look at about sampleBlocks unmasked blocks spread
 	// over the frame.
 	sample []int32
+	// fitAt are every fourth sampled block and their pixel positions, for shiftFits.
+	fitAt []fitBlock
 	tone   toneCurve
 
 	stab   stabilizer
@@ -323,6 +325,10 @@ func NewDetector(o Options) (*Detector, error) {
 		}
 	}
 	d.tone.sr, d.tone.sg = make([]int32, len(d.sample)), make([]uint8, len(d.sample))
+	for i := 0; i < len(d.sample); i += 4 {
+		k := int(d.sample[i])
+		d.fitAt = append(d.fitAt, fitBlock{k: int32(k), x: int32(k % d.bw * blk), y: int32(k / d.bw * blk)})
+	}
 	nb := len(masked)
 	d.cur = make([]int32, nb)
 	d.bg = make([]int32, nb)
@@ -476,24 +482,22 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 // positions, at the shift when atShift, else in place; the other is read from the frame.
 // (For the full blocks it samples, a block of cur is exactly blockSum at its position.)
 func (d *Detector) shiftFits(frame []byte, sx, sy int, atShift bool) bool {
-	w, h, bw, stride, bg, cur := d.w, d.h, d.bw, d.stride, d.bg, d.cur
+	w, h, stride, bg, cur := d.w, d.h, d.stride, d.bg, d.cur
 	ox, oy := sx, sy // where the blocks not in cur are read
 	if atShift {
 		ox, oy = 0, 0
 	}
-	// Only blocks whole at both places count: x0 and y0 in [0, hi].
+	// Only blocks whole at both places count: x0 and y0 in [lo, hi].
+	xlo, ylo := max(0, -sx), max(0, -sy)
 	xhi, yhi := min(w-blk-sx, w-blk), min(h-blk-sy, h-blk)
 	var inCur, read int64
-	rc := raster{bw: bw}
-	for i := 0; i < len(d.sample); i += 4 {
-		bx, by := rc.at(int(d.sample[i])) // in increasing order
-		x0, y0 := bx*blk, by*blk
-		if x0+sx < 0 || y0+sy < 0 || x0 > xhi || y0 > yhi {
+	for _, f := range d.fitAt {
+		x0, y0 := int(f.x), int(f.y)
+		if x0 < xlo || y0 < ylo || x0 > xhi || y0 > yhi {
 			continue
 		}
-		k := by*bw + bx
-		b := bg[k] >> bgFrac
-		inCur += int64(abs(cur[k] - b))
+		b := bg[f.k] >> bgFrac
+		inCur += int64(abs(cur[f.k] - b))
 		read += int64(abs(blockSum(frame, stride, x0+ox, y0+oy) - b))
 	}
 	if atShift {
@@ -501,6 +505,9 @@ func (d *Detector) shiftFits(frame []byte, sx, sy int, atShift bool) bool {
 	}
 	return read < inCur
 }
+
+// fitBlock is a block shiftFits looks at: its index and the position of its first pixel.
+type fitBlock struct{ k, x, y int32 }
 
 // blockSum is the sum of the block of pixels at x, y: its mean in 1/16 grey level.
 func blockSum(frame []byte, stride, x, y int) int32 {
