@@ -46,11 +46,15 @@ func (s *stabilizer) gradients() {
 
 // grad computes the gradients of the projections.
 func (s *stabilizer) grad() {
-	for x := range s.gc {
-		s.gc[x] = s.col[x+1] - s.col[x]
-	}
-	for y := range s.gr {
-		s.gr[y] = s.row[y+1] - s.row[y]
+	diff(s.gc, s.col)
+	diff(s.gr, s.row)
+}
+
+// diff sets g[i] to p[i+1] - p[i]; p is one longer than g.
+func diff(g, p []int32) {
+	p = p[:len(g)+1]
+	for i := range g {
+		g[i] = p[i+1] - p[i]
 	}
 }
 
