@@ -649,15 +649,15 @@ func learnStill(cur, bs, vs []int32, cs, ns []uint8, k0 int, lut *[256]int32, ra
 			continue
 		}
 		b := bs[k]
-		raw := cur[k] - b>>bgFrac
+		raw, g := cur[k]-b>>bgFrac, uint8(b>>bgFrac>>4)
+		// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
+		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
 		if ns[k] == 0 {
-			e := int64(raw - lut[uint8(b>>bgFrac>>4)])
+			e := int64(raw - lut[g])
 			v := int64(vs[k])
 			// e²>>varShift is at most 4080²/4, so v stays far below 2³¹.
 			vs[k] = int32(v + ((e*e>>varShift-v)*r)>>15)
 		}
-		// The update is rate·(cur<<bgFrac − bg), with cur = raw + bg>>bgFrac.
-		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
 	}
 }
 
@@ -675,12 +675,12 @@ func learnStillFlat(cur, bs, vs []int32, cs, ns []uint8, k0 int, shift, rate, ra
 		}
 		b := bs[k]
 		raw := cur[k] - b>>bgFrac
+		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16 // b is done with
 		if ns[k] == 0 {
 			e := int64(raw - shift)
 			v := int64(vs[k])
 			vs[k] = int32(v + ((e*e>>varShift-v)*r)>>15)
 		}
-		bs[k] = b + (raw*r2)>>(16-bgFrac) - ((b&fracMask)*r2)>>16
 	}
 }
 
