@@ -686,8 +686,10 @@ func learnStillFlat(cur, bs, vs []int32, cs, ns []uint8, k0 int, shift, rate, ra
 
 // marked appends the indices of the non-zero entries of cs to list, eight at a time.
 func marked(list []int32, cs []uint8) []int32 {
-	n := len(cs) &^ 7
-	for i := 0; i < n; i += 8 {
+	m := len(cs)
+	cs = cs[:m:m] // with i < m-7, the loads need no bounds check
+	i := 0
+	for ; i < m-7; i += 8 {
 		// The non-zero bytes of the word, lowest first, without a branch per byte.
 		for v := load64(cs[i : i+8]); v != 0; {
 			b := bits.TrailingZeros64(v) &^ 7
@@ -695,7 +697,7 @@ func marked(list []int32, cs []uint8) []int32 {
 			v &^= 0xff << b
 		}
 	}
-	for i := n; i < len(cs); i++ {
+	for ; i < m; i++ {
 		if cs[i] != 0 {
 			list = append(list, int32(i))
 		}

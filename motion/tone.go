@@ -81,23 +81,33 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 // sample) and returns how many.
 func (t *toneCurve) gather(sample, cur, bg []int32) int {
 	// Two loops, each with few enough variables to stay in registers.
-	sr, sg := t.sr[:len(sample)], t.sg[:len(sample)]
+	n := samples(t.sr[:len(sample)], t.sg[:len(sample)], sample, cur, bg)
+	sg := t.sg[:n]
+	sr := t.sr[:len(sg)]
+	for j, g := range sg {
+		i := min(max((sr[j]+8)>>4, -64), 64) + 64
+		t.bins[g>>5][i]++
+		t.all[i]++
+		t.cnt[g>>5]++
+	}
+	return n
+}
+
+// samples keeps the difference and the background's grey level of the valid sampled
+// blocks in sr and sg (as long as sample) and returns how many. Inlined, its loop would
+// share gather's registers.
+//
+//go:noinline
+func samples(sr []int32, sg []uint8, sample, cur, bg []int32) int {
+	sg = sg[:len(sr)]
 	n := 0
 	for _, k := range sample {
 		c, bv := cur[k], bg[k]>>bgFrac
 		if c == invalid {
 			continue
 		}
-		sr[n], sg[n] = c-bv, uint8(bv>>4) // the background's grey level
+		sr[n], sg[n] = c-bv, uint8(bv>>4)
 		n++
-	}
-	sg = sg[:n]
-	sr = sr[:len(sg)]
-	for j, g := range sg {
-		i := min(max((sr[j]+8)>>4, -64), 64) + 64
-		t.bins[g>>5][i]++
-		t.all[i]++
-		t.cnt[g>>5]++
 	}
 	return n
 }
