@@ -211,7 +211,7 @@ type Detector struct {
 	sample []int32
 	// fitAt are every fourth sampled block and their pixel positions, for shiftFits.
 	fitAt []fitBlock
-	tone   toneCurve
+	tone  toneCurve
 
 	stab   stabilizer
 	blobs  blobs
