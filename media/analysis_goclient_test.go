@@ -210,3 +210,52 @@ func annexB(au rtsptest.AccessUnit) []byte {
 	}
 	return data
 }
+
+// TestAnalysisSourceSkipsStaleUnits: the GOP a hub kept from before an outage is not
+// analysed when a run starts (the source would look alive while the camera is gone): the
+// source stays down with that GOP, and comes up with the next fresh keyframe.
+func TestAnalysisSourceSkipsStaleUnits(t *testing.T) {
+	clipPath, _ := testclip.Path(t, testclip.Ball)
+	clip, err := rtsptest.ReadClip(clipPath)
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		decoder media.Decoder
+	}{
+		{"libopenh264 in process", media.Decoder{Kind: media.DecodeSoftware, Element: "openh264dec"}},
+		{"avdec_h264 from appsrc", media.Decoder{Kind: media.DecodeSoftware, Element: "avdec_h264"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hub := media.NewHub(media.HubOptions{})
+			old := time.Now().Add(-time.Minute)
+			for i := range 30 { // two GOPs from a minute ago
+				pts := time.Duration(i) * time.Second / 15
+				hub.Publish(media.AccessUnit{Data: annexB(clip[i]), PTS: pts, DTS: pts, Duration: time.Second / 15,
+					Keyframe: h264.IsKeyframe(annexB(clip[i])), Wall: old.Add(pts)})
+			}
+			s, err := media.NewAnalysisSource(media.AnalysisSourceOptions{URI: "main", Width: 160, Height: 90, Framerate: 5,
+				Decoder: tt.decoder, StallTimeout: time.Second, MaxBackoff: time.Second, Units: &media.AnalysisUnits{Hub: hub}})
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			defer func() { cancel(); require.NoError(t, <-done) }()
+
+			waitAnalysis(t, s, media.AnalysisDown, 10*time.Second)
+			require.Zero(t, s.Health().Frames, "the stale GOP gives no analysis frame")
+			select {
+			case f := <-s.Frames():
+				t.Fatalf("a frame of the stale GOP was analysed (PTS %s)", f.PTS)
+			default:
+			}
+
+			for i := 30; i < 60; i++ { // the camera is back: fresh units, from a keyframe
+				pts := time.Duration(i) * time.Second / 15
+				hub.Publish(media.AccessUnit{Data: annexB(clip[i]), PTS: pts, DTS: pts, Duration: time.Second / 15,
+					Keyframe: h264.IsKeyframe(annexB(clip[i]))})
+			}
+			waitAnalysis(t, s, media.AnalysisUp, 20*time.Second)
+		})
+	}
+}

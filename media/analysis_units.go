@@ -121,12 +121,13 @@ func (s *AnalysisSource) runUnits(ctx context.Context) error {
 	go func() {
 		defer close(fed)
 		base := time.Duration(-1)
+		skip := unitSkipper{stale: s.opts.StallTimeout, keyframesOnly: s.opts.KeyframesOnly}
 		for {
 			au, err := sub.Next(runCtx)
 			if err != nil {
 				return
 			}
-			if s.opts.KeyframesOnly && !au.Keyframe {
+			if skip.skip(au) {
 				continue
 			}
 			if base < 0 {
@@ -181,16 +182,15 @@ func (s *AnalysisSource) runInProcess(ctx context.Context) error {
 	sub := s.opts.Units.Hub.Subscribe(SubscribeOptions{Name: "analysis", QueueFrames: unitsQueue})
 	defer sub.Close()
 	limit := rateLimit{period: time.Second / time.Duration(s.opts.Framerate)}
-	waitKey := false
+	skip := unitSkipper{stale: s.opts.StallTimeout, keyframesOnly: s.opts.KeyframesOnly}
 	for {
 		au, err := sub.Next(runCtx)
 		if err != nil {
 			return s.runEnd(runCtx, nil)
 		}
-		if (waitKey || s.opts.KeyframesOnly) && !au.Keyframe {
+		if skip.skip(au) {
 			continue
 		}
-		waitKey = false
 		pic, ok, err := dec.Decode(au.Data, au.PTS)
 		if err == nil && !ok && s.opts.KeyframesOnly {
 			// A reordering stream's picture would come with the next unit: a GOP later.
@@ -200,7 +200,7 @@ func (s *AnalysisSource) runInProcess(ctx context.Context) error {
 			// A unit that does not decode (its reference lost): nothing until the next
 			// keyframe, which decodes on its own.
 			s.log.Debug("analysis: access unit not decoded; waiting for a keyframe", zap.Error(err))
-			waitKey = true
+			skip.gap = true
 			continue
 		}
 		// A reordering stream (Main, High profile) gives each picture one unit late: its
@@ -212,6 +212,28 @@ func (s *AnalysisSource) runInProcess(ctx context.Context) error {
 		scaleGray(data, s.opts.Width, s.opts.Height, pic.Y, pic.Width, pic.Height, pic.Stride)
 		s.deliver(data, s.opts.Width, s.opts.Height, pic.PTS)
 	}
+}
+
+// unitSkipper says which access units a decoder skips: units older than stale (the hub's
+// GOP kept from before an outage: decoded, they would make a dead source look alive; and
+// units a decoder far behind would only catch up on), then everything up to the next
+// keyframe; with keyframesOnly, every other unit.
+type unitSkipper struct {
+	stale         time.Duration
+	keyframesOnly bool
+	gap           bool // skip until a keyframe
+}
+
+func (k *unitSkipper) skip(au AccessUnit) bool {
+	if !au.Wall.IsZero() && time.Since(au.Wall) > k.stale {
+		k.gap = true
+		return true
+	}
+	if (k.gap || k.keyframesOnly) && !au.Keyframe {
+		return true
+	}
+	k.gap = false
+	return false
 }
 
 // rateLimit keeps at most one picture per period, on a grid of periods (as videorate's
