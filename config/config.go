@@ -254,11 +254,13 @@ type Analysis struct {
 	// KeyframesOnly decodes only keyframes of H.264 sources (cheaper, one frame per GOP).
 	KeyframesOnly bool `yaml:"keyframes_only"`
 	// Source is where analysis frames come from: empty analyses the main stream; an rtsp://
-	// URL (a camera's low-resolution substream), a video file or a V4L2 device (/dev/videoN)
-	// runs a separate small pipeline for them. Its password is redacted.
+	// URL (a camera's low-resolution substream: read by the Go RTSP client unless
+	// media.source.rtsp_client is gstreamer), a video file or a V4L2 device (/dev/videoN) is
+	// read and decoded apart from the main stream. Its password is redacted.
 	Source string `yaml:"source" redact:"url"`
 	// Decoder decodes H.264 for analysis: auto (the hardware decoder when it works, else
-	// software), software (avdec_h264), openh264 (openh264dec) or v4l2 (v4l2h264dec or
+	// software), software (avdec_h264), openh264 (libopenh264 in process for access units
+	// the Go RTSP client reads, else openh264dec) or v4l2 (v4l2h264dec or
 	// v4l2slh264dec).
 	Decoder string `yaml:"decoder"`
 }
