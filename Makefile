@@ -40,7 +40,7 @@ $(CLIPS)/.outdoor-stamp: $(CLIPS)/.stamp $(wildcard internal/synthscene/*.go scr
 
 # kvssink, built from AWS's producer sources when they are here (KVS_PRODUCER_SRC, or
 # ../shared/third_party/kvs-producer); cached, so a no-op after the first build. Tests and
-# dry-run find it in .cache/kvssink (EDGECAM_KVSSINK_DIR overrides).
+# dry-run find it in .cache/kvssink (recording.kvs.plugin_dir, or EDGECAM_RECORDING_KVS_PLUGIN_DIR, overrides).
 kvssink:
 	@scripts/build-kvssink.sh --if-sources
 

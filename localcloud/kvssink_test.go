@@ -18,7 +18,7 @@ import (
 )
 
 // kvssinkPluginDir finds a built kvssink (scripts/build-kvssink.sh caches it under
-// ~/.cache/edgecam/kvssink/<inputs>/; EDGECAM_KVSSINK_DIR names another directory).
+// ~/.cache/edgecam/kvssink/<inputs>/; EDGECAM_RECORDING_KVS_PLUGIN_DIR names another directory).
 func kvssinkPluginDir(t *testing.T) string {
 	t.Helper()
 	dir, err := testclip.KVSSinkDir()

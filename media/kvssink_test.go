@@ -17,7 +17,7 @@ import (
 )
 
 // kvssinkForTest makes the kvssink built by scripts/build-kvssink.sh available, or skips:
-// EDGECAM_KVSSINK_DIR, else the script's default output <repo>/.cache/kvssink.
+// EDGECAM_RECORDING_KVS_PLUGIN_DIR, else the script's default output <repo>/.cache/kvssink.
 func kvssinkForTest(t *testing.T) string {
 	t.Helper()
 	dir, err := testclip.KVSSinkDir()

@@ -12,11 +12,12 @@ import (
 	"github.com/edgecam/edgecam/localcloud"
 )
 
-// dryRunKVSSinkDir returns where dry-run finds a built kvssink: EDGECAM_KVSSINK_DIR,
-// recording.kvs.plugin_dir from --config, or scripts/build-kvssink.sh's default output
-// (.cache/kvssink, from the repository root); "" when none holds libgstkvssink.so.
+// dryRunKVSSinkDir returns where dry-run finds a built kvssink: recording.kvs.plugin_dir
+// (from --config or $EDGECAM_RECORDING_KVS_PLUGIN_DIR), or scripts/build-kvssink.sh's
+// default output (.cache/kvssink, from the repository root); "" when none holds
+// libgstkvssink.so.
 func dryRunKVSSinkDir(c *config.Config) string {
-	for _, d := range []string{os.Getenv("EDGECAM_KVSSINK_DIR"), c.Recording.KVS.PluginDir, filepath.Join(".cache", "kvssink")} {
+	for _, d := range []string{c.Recording.KVS.PluginDir, filepath.Join(".cache", "kvssink")} {
 		if d == "" {
 			continue
 		}

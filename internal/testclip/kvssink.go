@@ -6,12 +6,18 @@ import (
 	"path/filepath"
 )
 
+// KVSSinkDirEnv names the directory of a built kvssink for tests and the dry-run. It is the
+// agent's own variable for recording.kvs.plugin_dir, so that an agent started with it in its
+// environment accepts it (the agent refuses EDGECAM_* variables that set no key).
+const KVSSinkDirEnv = "EDGECAM_RECORDING_KVS_PLUGIN_DIR"
+
 // KVSSinkDir finds the kvssink plugin scripts/build-kvssink.sh built, for tests: the
-// directory EDGECAM_KVSSINK_DIR names, else the script's output <repo>/.cache/kvssink, else
-// its cache ~/.cache/edgecam/kvssink/<inputs>/. The error says how to build it; tests skip on it.
+// directory $EDGECAM_RECORDING_KVS_PLUGIN_DIR names, else the script's output
+// <repo>/.cache/kvssink, else its cache ~/.cache/edgecam/kvssink/<inputs>/. The error says
+// how to build it; tests skip on it.
 func KVSSinkDir() (string, error) {
 	var dirs []string
-	if d := os.Getenv("EDGECAM_KVSSINK_DIR"); d != "" {
+	if d := os.Getenv(KVSSinkDirEnv); d != "" {
 		dirs = append(dirs, d)
 	} else {
 		if root, err := Root(); err == nil {
@@ -29,5 +35,5 @@ func KVSSinkDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("kvssink is not built (no libgstkvssink.so in %v): run make kvssink or scripts/build-kvssink.sh (or set EDGECAM_KVSSINK_DIR)", dirs)
+	return "", fmt.Errorf("kvssink is not built (no libgstkvssink.so in %v): run make kvssink or scripts/build-kvssink.sh (or set %s)", dirs, KVSSinkDirEnv)
 }
