@@ -274,10 +274,19 @@ type motionCheck struct {
 }
 
 // checkMotionClip plays clip into two agents at once (one continuous, one in motion mode, both
-// with the native uploader) and measures the motion stream against the continuous one and
-// the clip's labels.
-func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, adjust func(*config.Motion)) motionCheck {
+// with the given uploader, kvssink or native) and measures the motion stream against the
+// continuous one and the clip's labels.
+func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, uploader string, i int, clip string, adjust func(*config.Motion)) motionCheck {
 	t.Helper()
+	var pluginDir string
+	if uploader == config.KVSUploaderKVSSink {
+		pluginDir = kvssinkDir(t)
+	}
+	setUploader := func(cfg *config.Config) {
+		cfg.Recording.KVS.Uploader = uploader
+		cfg.Recording.KVS.PluginDir = pluginDir
+		cfg.Recording.KVS.StartupTimeout = 10 * time.Second
+	}
 	path, side := testclip.Path(t, clip)
 	preRoll := 2 * time.Second
 	motionCfg := config.Default().Motion
@@ -287,11 +296,9 @@ func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, 
 	}
 	var events eventLog
 	require.NoError(t, cloud.Observe("edgecam/+/events/motion", events.add))
-	cont := runClipAgent(t, cloud, fmt.Sprintf("cam-cont-%d", i), fmt.Sprintf("cont-%d", i), path, func(cfg *config.Config) {
-		cfg.Recording.KVS.Uploader = config.KVSUploaderNative
-	})
+	cont := runClipAgent(t, cloud, fmt.Sprintf("cam-cont-%d", i), fmt.Sprintf("cont-%d", i), path, setUploader)
 	mot := runClipAgent(t, cloud, fmt.Sprintf("cam-motion-%d", i), fmt.Sprintf("motion-%d", i), path, func(cfg *config.Config) {
-		cfg.Recording.KVS.Uploader = config.KVSUploaderNative
+		setUploader(cfg)
 		cfg.Recording.Mode = config.RecordMotion
 		cfg.Motion = motionCfg
 	})
@@ -310,7 +317,11 @@ func checkMotionClip(t *testing.T, cloud *localcloud.Cloud, i int, clip string, 
 	require.NoError(t, err)
 	require.Positive(t, cs.BytesIngested, "%s: the continuous recording reached KVS", clip)
 	out := motionCheck{clip: clip, gated: ms.BytesIngested, continuous: cs.BytesIngested, intervals: len(side.Motion)}
-	list := listStream(t, cloud, mot.stream)
+	var list []checkFragment
+	if ms.Connections > 0 {
+		// kvssink creates the stream at the first motion event: without one there is none.
+		list = listStream(t, cloud, mot.stream)
+	}
 	// A fragment may only be there for an event: from the keyframe before the pre-roll to
 	// the event's end (post-roll and event gap), the recording's hold (pre-roll) and the GOP
 	// it ends in, with a second for the detector.
@@ -384,8 +395,18 @@ func logMotionChecks(t *testing.T, checks []motionCheck) (gated, continuous int6
 // default post-roll (4 s) and event gap (6 s) it is one event to the clip's end, so this
 // short variant ends events after 1 s + 1 s, which leaves its last seconds quiet.
 func TestKVSMotionGatedBallClip(t *testing.T) {
+	checkMotionBallClip(t, config.KVSUploaderNative)
+}
+
+// The same through the real kvssink (what recording.kvs.uploader auto picks when it is
+// built): each motion event is one kvssink session from its pre-roll.
+func TestKVSSinkMotionGatedBallClip(t *testing.T) {
+	checkMotionBallClip(t, config.KVSUploaderKVSSink)
+}
+
+func checkMotionBallClip(t *testing.T, uploader string) {
 	cloud := startCloud(t, "cam-cont-0", "cam-motion-0")
-	c := checkMotionClip(t, cloud, 0, testclip.Ball, func(m *config.Motion) {
+	c := checkMotionClip(t, cloud, uploader, 0, testclip.Ball, func(m *config.Motion) {
 		m.PostRoll, m.EventGap = time.Second, time.Second
 	})
 	gated, continuous := logMotionChecks(t, []motionCheck{c})
@@ -398,6 +419,15 @@ func TestKVSMotionGatedBallClip(t *testing.T) {
 // bytes ingested by KVS ≤ 25 % of continuous, and every labelled interval covered from its
 // pre-roll.
 func TestKVSMotionGatedSuite(t *testing.T) {
+	checkMotionSuite(t, config.KVSUploaderNative)
+}
+
+// The same through the real kvssink (EDGECAM_LONG_TESTS=1, another 9 minutes).
+func TestKVSSinkMotionGatedSuite(t *testing.T) {
+	checkMotionSuite(t, config.KVSUploaderKVSSink)
+}
+
+func checkMotionSuite(t *testing.T, uploader string) {
 	if os.Getenv("EDGECAM_LONG_TESTS") != "1" {
 		t.Skip("the motion suite plays 9 minutes of clips in real time: set EDGECAM_LONG_TESTS=1")
 	}
@@ -408,7 +438,7 @@ func TestKVSMotionGatedSuite(t *testing.T) {
 	cloud := startCloud(t, serials...)
 	var checks []motionCheck
 	for i, clip := range testclip.Suite {
-		checks = append(checks, checkMotionClip(t, cloud, i, clip, nil))
+		checks = append(checks, checkMotionClip(t, cloud, uploader, i, clip, nil))
 	}
 	gated, continuous := logMotionChecks(t, checks)
 	for _, c := range checks {

@@ -28,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // These tests record through the real kvssink (scripts/build-kvssink.sh) into localcloud's
@@ -109,6 +110,11 @@ func (w *kvsWorld) endpoint() string { return "http://127.0.0.1:" + strconv.Itoa
 // recorder records into stream through the real kvssink, straight to localcloud, or
 // through the network proxy (w.proxy) when proxied.
 func (w *kvsWorld) recorder(stream string, proxied bool) *KVSSinkRecorder {
+	return w.recorderWith(stream, proxied, nil)
+}
+
+// recorderWith is recorder with its options adjusted.
+func (w *kvsWorld) recorderWith(stream string, proxied bool, adjust func(*KVSSinkOptions)) *KVSSinkRecorder {
 	controlPlane := w.endpoint()
 	if proxied {
 		controlPlane = w.proxy.url()
@@ -116,9 +122,13 @@ func (w *kvsWorld) recorder(stream string, proxied bool) *KVSSinkRecorder {
 	klog, err := StartKVSSinkLog(filepath.Join(w.dir, "kvssink-log"), zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel)).Named("kvssink"), false)
 	require.NoError(w.t, err)
 	w.t.Cleanup(klog.Close)
-	rec, err := NewKVSSinkRecorder(KVSSinkOptions{StreamName: stream, Region: "us-east-1", StorageSizeMB: 64, FragmentDuration: 2 * time.Second,
+	o := KVSSinkOptions{StreamName: stream, Region: "us-east-1", StorageSizeMB: 64, FragmentDuration: 2 * time.Second,
 		RetentionHours: 24, StreamingType: "realtime", CreateStream: true, CredentialFile: w.creds, ControlPlaneURI: controlPlane,
-		LogConfig: klog.ConfigPath(), StartupTimeout: 20 * time.Second, Drain: 20 * time.Second, Log: zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel))})
+		LogConfig: klog.ConfigPath(), StartupTimeout: 20 * time.Second, Drain: 20 * time.Second, Log: zaptest.NewLogger(w.t, zaptest.Level(zap.InfoLevel))}
+	if adjust != nil {
+		adjust(&o)
+	}
+	rec, err := NewKVSSinkRecorder(o)
 	require.NoError(w.t, err)
 	return rec
 }
@@ -421,4 +431,55 @@ func TestKVSSinkCredentialsRollOver(t *testing.T) {
 		list[len(list)-1].end().Format("15:04:05.000"), gap, at.Format("15:04:05.000"), rec.Stats())
 	require.LessOrEqual(t, gap, time.Duration(side.GOPSeconds*float64(time.Second)), "no gap above one GOP")
 	require.WithinDuration(t, last, list[len(list)-1].end(), 3*time.Second, "recorded to the end, past the first credentials' expiry")
+}
+
+// KVS unreachable when recording starts (a camera that boots before its network): kvssink
+// gets no acknowledgement within its start-up time-out, RecordLoop gives up on it (saying
+// why) and starts a new one with back-off, and recording starts by itself once KVS is
+// reachable.
+func TestKVSSinkRecordLoopRestartsUntilKVSIsReachable(t *testing.T) {
+	w := newKVSWorld(t, time.Hour)
+	clip, _ := testclip.Path(t, testclip.Ball)
+	w.proxy.down() // KVS unreachable from the start
+	rec := w.recorderWith(e2eThing, true, func(o *KVSSinkOptions) { o.StartupTimeout = 3 * time.Second })
+	core, logs := observer.New(zap.WarnLevel)
+	hub := NewHub(HubOptions{})
+	subscribe := func() *Subscription { return hub.Subscribe(SubscribeOptions{Name: "kvs", QueueFrames: 1000}) }
+	src := fileSource(t, clip, true, hub, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- RecordLoop(ctx, rec, subscribe(), subscribe, zap.New(core)) }()
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- src.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-srcDone
+		require.NoError(t, <-loopDone)
+	}()
+
+	start := time.Now()
+	restarted := func() []observer.LoggedEntry {
+		return logs.FilterMessage("recording failed; starting it again").All()
+	}
+	require.Eventually(t, func() bool { return len(restarted()) >= 1 }, time.Minute, 50*time.Millisecond,
+		"kvssink given up on while KVS is unreachable")
+	var reason error
+	for _, f := range restarted()[0].Context {
+		if f.Key == "error" {
+			reason, _ = f.Interface.(error)
+		}
+	}
+	require.ErrorIs(t, reason, ErrKVSUnreachable, "the log says why: KVS is unreachable")
+	w.proxy.up()
+	upAt := time.Now()
+	t.Logf("KVS unreachable for %s: kvssink given up on after %s", upAt.Sub(start).Round(100*time.Millisecond), restarted()[0].Time.Sub(start).Round(100*time.Millisecond))
+	// The kvssink given up on blocks in its stream set-up until its control-plane calls time
+	// out: the next one waits for it.
+	require.Eventually(t, func() bool { return rec.Stats().Persisted >= 2 }, 4*time.Minute, 50*time.Millisecond,
+		"recording starts by itself once KVS is reachable")
+	require.GreaterOrEqual(t, rec.Stats().Sessions, 2, "a new kvssink records")
+	list := w.fragments(e2eThing)
+	require.NotEmpty(t, list)
+	t.Logf("second fragment persisted %s after KVS became reachable; kvssink stats %+v",
+		time.Since(upAt).Round(100*time.Millisecond), rec.Stats())
 }
