@@ -90,16 +90,18 @@ func (b *blobs) find(k int32) int32 {
 	return k
 }
 
-// union joins the sets of a and b under the smaller index, so that a set's root is its
-// first block in raster order.
-func (b *blobs) union(x, y int32) {
-	rx, ry := b.find(x), b.find(y)
+// join joins the set whose root is r with the set of y under the smaller index, so that a
+// set's root is its first block in raster order, and returns the joined set's root.
+func (b *blobs) join(r, y int32) int32 {
+	ry := b.find(y)
 	switch {
-	case rx < ry:
-		b.parent[ry] = rx
-	case ry < rx:
-		b.parent[rx] = ry
+	case r < ry:
+		b.parent[ry] = r
+	case ry < r:
+		b.parent[r] = ry
+		return ry
 	}
+	return r
 }
 
 // findRegions finds the regions of d's changed blocks and measures them.
@@ -111,19 +113,20 @@ func (b *blobs) findRegions(d *Detector) {
 		bx, by := rc.at(int(k))
 		{
 			b.parent[k] = k
+			r := k // the root of k's set so far
 			if bx > 0 && ch[k-1] != 0 {
-				b.union(k, k-1)
+				r = b.join(r, k-1)
 			}
 			if by > 0 {
 				u := k - int32(bw)
 				if bx > 0 && ch[u-1] != 0 {
-					b.union(k, u-1)
+					r = b.join(r, u-1)
 				}
 				if ch[u] != 0 {
-					b.union(k, u)
+					r = b.join(r, u)
 				}
 				if bx+1 < bw && ch[u+1] != 0 {
-					b.union(k, u+1)
+					b.join(r, u+1)
 				}
 			}
 		}
