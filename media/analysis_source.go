@@ -150,6 +150,11 @@ func NewAnalysisSource(opts AnalysisSourceOptions) (*AnalysisSource, error) {
 		s.kind = analysisUnits
 		s.inProcess = unitsInProcess(opts.Decoder)
 	}
+	if !s.inProcess && opts.Decoder.Element == "openh264dec" && !gst.HasElement("openh264dec") {
+		// openh264 was chosen for libopenh264 in process; a pipeline needs the element.
+		s.opts.Decoder = Decoder{Kind: DecodeSoftware, Element: "avdec_h264",
+			Reason: opts.Decoder.Reason + "; avdec_h264, as GStreamer's openh264dec is not installed (gstreamer1.0-plugins-bad)"}
+	}
 	desc, err := s.description()
 	if err != nil {
 		return nil, err
