@@ -46,9 +46,9 @@ const (
 )
 
 // rtspClient settles media.source.rtsp_client: auto takes the Go client for an rtsp://
-// camera whose H.264 is passed through when nothing decodes the main stream (motion
-// analysis off, or fed by media.analysis.source); anything else goes through GStreamer.
-// why says what decided.
+// camera whose H.264 is passed through (motion analysis of the main stream then decodes the
+// hub's access units: half the CPU of GStreamer's capture pipeline with keyframes only, and
+// less memory); anything else goes through GStreamer. why says what decided.
 func rtspClient(cfg config.Config, plan media.Plan) (client, why string) {
 	src := cfg.Media.Source
 	if src.Kind != config.SourceRTSP {
@@ -63,19 +63,8 @@ func rtspClient(cfg config.Config, plan media.Plan) (client, why string) {
 		return clientGStreamer, "the stream is encoded again (media.encoder.kind " + plan.Encode + ")"
 	case !strings.HasPrefix(src.URL, "rtsp://"):
 		return clientGStreamer, "the Go client reads rtsp:// addresses only"
-	case mainStreamDecoded(cfg, plan):
-		// TODO(analysis): analysis of the main stream could decode the Hub's access units
-		// (appsrc ! decoder ! appsink, as media/feeder.go feeds the recorders) and keep the
-		// Go client; today it takes GStreamer's capture pipeline with its analysis branch.
-		return clientGStreamer, "motion analysis decodes the main stream"
 	}
 	return clientGo, "the stream is passed through and nothing decodes it"
-}
-
-// mainStreamDecoded reports whether motion analysis reads the capture pipeline's own
-// decoded frames.
-func mainStreamDecoded(cfg config.Config, plan media.Plan) bool {
-	return cfg.Motion.Enabled && plan.AnalyseMain()
 }
 
 // newVideoSource builds the source that captures video for the plan.
@@ -87,9 +76,6 @@ func newVideoSource(cfg config.Config, plan media.Plan, hub *media.Hub, log *zap
 	if client == clientGo {
 		if plan.Encode != media.EncodePassthrough {
 			return nil, fmt.Errorf("media.source.rtsp_client go passes the camera's H.264 through: set media.encoder.kind to auto or passthrough, or media.source.rtsp_client to gstreamer (encoder %s)", plan.Encode)
-		}
-		if mainStreamDecoded(cfg, plan) {
-			log.Warn("media.source.rtsp_client go decodes nothing: motion analysis gets no frames from the main stream; set media.analysis.source to the camera's substream, or media.source.rtsp_client to auto")
 		}
 		s, err := rtspingest.New(rtspingest.Options{
 			URL: cfg.Media.Source.URL, Transport: cfg.Media.Source.Transport, Hub: hub, Log: log,

@@ -23,7 +23,7 @@ func TestRTSPClientChoice(t *testing.T) {
 		{"analysis off", func(c *config.Config) { c.Media.Analysis.Enabled = false }, clientGo},
 		{"motion off", func(c *config.Config) { c.Motion.Enabled = false }, clientGo},
 		{"analysis from a substream", func(c *config.Config) { c.Media.Analysis.Source = "rtsp://127.0.0.1:1/sub" }, clientGo},
-		{"analysis of the main stream", func(*config.Config) {}, clientGStreamer},
+		{"analysis of the main stream", func(*config.Config) {}, clientGo},
 		{"encoded again", func(c *config.Config) {
 			c.Media.Analysis.Enabled, c.Media.Encoder.Kind = false, config.EncoderX264
 		}, clientGStreamer},

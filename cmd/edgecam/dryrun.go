@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -193,4 +194,21 @@ func (f *dryRunFlags) pickVideo() (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// printMetricsURL prints where the agent serves metrics once it listens (dry-run).
+func printMetricsURL(ctx context.Context, w io.Writer, a *agent.Agent) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if addr := a.MetricsAddr(); addr != "" {
+			fmt.Fprintf(w, "  metrics:     http://%s/metrics (and /healthz, /readyz)\n", addr)
+			return
+		}
+	}
 }

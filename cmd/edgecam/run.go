@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/edgecam/edgecam/agent"
 	"github.com/edgecam/edgecam/config"
@@ -82,21 +79,4 @@ func reloadSignals(ctx context.Context) <-chan struct{} {
 		}
 	}()
 	return out
-}
-
-// printMetricsURL prints where the agent serves metrics once it listens (dry-run).
-func printMetricsURL(ctx context.Context, w io.Writer, a *agent.Agent) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if addr := a.MetricsAddr(); addr != "" {
-			fmt.Fprintf(w, "  metrics:     http://%s/metrics (and /healthz, /readyz)\n", addr)
-			return
-		}
-	}
 }

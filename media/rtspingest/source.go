@@ -136,12 +136,8 @@ func (s *Source) Description() string {
 	return fmt.Sprintf("Go RTSP client (gortsplib): %s over %s", config.RedactURL(s.opts.URL), strings.ToUpper(s.opts.Transport))
 }
 
-// Frames delivers analysis frames; this source decodes nothing, so none ever arrive.
-//
-// TODO(analysis): motion analysis from the main stream would subscribe to the Hub and feed
-// its access units to a decoding pipeline (appsrc ! decoder ! videoscale ! appsink, as
-// media/feeder.go feeds the recorders). Until then the agent reads this source only when
-// analysis is off or has a source of its own (media.analysis.source).
+// Frames delivers analysis frames; this source decodes nothing, so none ever arrive: motion
+// analysis of its stream decodes the hub's access units (media.AnalysisUnits).
 func (s *Source) Frames() <-chan media.Frame { return s.frames }
 
 // Encoding is false: the camera's stream is passed through.
