@@ -203,8 +203,11 @@ type Detector struct {
 	candAt     []uint32
 	prevShift  int32
 	stationary uint16
-	// shaking: the last frame was shifted against the background.
-	shaking bool
+	// shaken counts down the frames since the last one shifted against the background
+	// (from shakeFrames): while it is above zero the camera is taken to shake. A shaking
+	// camera also has frames that come out unshifted, and the frame after one of them
+	// is shifted again as often as not.
+	shaken int
 
 	// The median and noise estimates look at about sampleBlocks unmasked blocks spread
 	// over the frame.
@@ -223,6 +226,11 @@ type Detector struct {
 
 // span is a stretch [from, to) of block indices.
 type span struct{ from, to int32 }
+
+// shakeFrames is how many frames after the last shifted one the camera is still taken to
+// shake (projections first, then the blocks at the shift; a still camera has the block
+// pass give the projections). Which way the frame is read changes no value.
+const shakeFrames = 8
 
 // varShift scales the stored variance so that it fits 32 bits.
 const varShift = 2
@@ -388,7 +396,7 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 	switch {
 	case d.maxShift > 0 && !fused:
 		d.stab.project(frame, d.stride)
-	case fused && d.shaking && d.frames > 0:
+	case fused && d.shaken > 0 && d.frames > 0:
 		d.projections(frame)
 	default:
 		d.differences(frame, 0, 0, fused)
@@ -417,11 +425,16 @@ func (d *Detector) Process(frame []byte) (Result, error) {
 			}
 		}
 	}
-	d.shaking = sx != 0 || sy != 0
+	shifted := sx != 0 || sy != 0
+	if shifted {
+		d.shaken = shakeFrames
+	} else if d.shaken > 0 {
+		d.shaken--
+	}
 	switch {
-	case d.shaking && !blocksAtShift:
+	case shifted && !blocksAtShift:
 		d.differences(frame, sx, sy, false)
-	case !d.shaking && !blocksAt0:
+	case !shifted && !blocksAt0:
 		d.differences(frame, 0, 0, false)
 	}
 	if d.frames < d.warmup {
