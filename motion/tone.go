@@ -25,6 +25,7 @@ type toneCurve struct {
 // (the frame's common shift), how many samples differ from the background, or from the
 // curve, by illumDiff or more, and the median absolute deviation from the curve, in 1/16 grey level.
 func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
+	wasFlat := t.flat // then every entry of lut is lut[0]
 	clear(t.bins[:])
 	clear(t.all[:])
 	clear(t.cnt[:])
@@ -51,9 +52,12 @@ func (t *toneCurve) fit(d *Detector) (shift int32, beyond int, mad int32) {
 	}
 	clear(t.dev[:])
 	if t.flat {
-		// What the interpolation below gives between equal values: the usual frame.
-		for g := range t.lut {
-			t.lut[g] = m[0]
+		// What the interpolation below gives between equal values: the usual frame,
+		// whose table is most often the last frame's.
+		if !wasFlat || t.lut[0] != m[0] {
+			for g := range t.lut {
+				t.lut[g] = m[0]
+			}
 		}
 		beyond = t.deviationsFlat(n, m[0])
 		return shift, beyond, int32(median(t.dev[:], n))
