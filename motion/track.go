@@ -272,10 +272,15 @@ func followed(kind uint8) bool { return kind == kindOther || kind == kindLight }
 
 // mark sets near to v over the moving regions' boxes widened by two blocks.
 func (tr *tracker) mark(b *blobs, v uint8) {
+	bw := int32(b.bw)
 	for _, bx := range tr.outBox {
+		x0, x1 := max(bx[0]-2, 0), min(bx[2]+2, bw)
+		if x0 >= x1 {
+			continue
+		}
 		for y := max(bx[1]-2, 0); y < min(bx[3]+2, int32(b.bh)); y++ {
-			row := tr.near[y*int32(b.bw) : (y+1)*int32(b.bw)]
-			for x := max(bx[0]-2, 0); x < min(bx[2]+2, int32(b.bw)); x++ {
+			row := tr.near[y*bw+x0 : y*bw+x1]
+			for x := range row {
 				row[x] = v
 			}
 		}
