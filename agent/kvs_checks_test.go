@@ -1,13 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/edgecam/edgecam/config"
 	"github.com/edgecam/edgecam/internal/testclip"
 	"github.com/edgecam/edgecam/localcloud"
@@ -90,23 +84,8 @@ func (r *clipRun) wait(t *testing.T, timeout time.Duration) {
 // SDKs sign it.
 func kvsRead(t *testing.T, cloud *localcloud.Cloud, op string, in any) []byte {
 	t.Helper()
-	vc, err := cloud.ViewerConfig()
-	require.NoError(t, err)
-	body, err := json.Marshal(in)
-	require.NoError(t, err)
-	ctx := context.Background()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cloud.KVSEndpoint()+"/"+op, bytes.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	sum := sha256.Sum256(body)
-	require.NoError(t, v4.NewSigner().SignHTTP(ctx, aws.Credentials{AccessKeyID: vc.AccessKeyID, SecretAccessKey: vc.SecretAccessKey},
-		req, hex.EncodeToString(sum[:]), "kinesisvideo", cloud.Region(), time.Now()))
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode, "%s: %s", op, out)
+	status, out := kvsSignedCall(t, cloud, op, in)
+	require.Equal(t, http.StatusOK, status, "%s: %s", op, out)
 	return out
 }
 

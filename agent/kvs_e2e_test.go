@@ -183,6 +183,17 @@ func TestAgentKVSSinkStreamNotCreatedWhenNotAllowed(t *testing.T) {
 // user's own AWS SDK would do); it returns the HTTP status and decodes a 200 answer into out.
 func kvsControlPlane(t *testing.T, cloud *localcloud.Cloud, op string, in, out any) int {
 	t.Helper()
+	status, data := kvsSignedCall(t, cloud, op, in)
+	if status == http.StatusOK && out != nil {
+		require.NoError(t, json.Unmarshal(data, out), "%s: %s", op, data)
+	}
+	return status
+}
+
+// kvsSignedCall posts in as JSON to a KVS operation, signed with the viewer's key as AWS's
+// SDKs sign it, and returns the HTTP status and the answer's body.
+func kvsSignedCall(t *testing.T, cloud *localcloud.Cloud, op string, in any) (int, []byte) {
+	t.Helper()
 	vc, err := cloud.ViewerConfig()
 	require.NoError(t, err)
 	body, err := json.Marshal(in)
@@ -199,8 +210,5 @@ func kvsControlPlane(t *testing.T, cloud *localcloud.Cloud, op string, in, out a
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	if resp.StatusCode == http.StatusOK && out != nil {
-		require.NoError(t, json.Unmarshal(data, out), "%s: %s", op, data)
-	}
-	return resp.StatusCode
+	return resp.StatusCode, data
 }
